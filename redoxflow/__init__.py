@@ -1,0 +1,35 @@
+"""redoxflow: exact, out-of-core bubble analysis of X-ray tomograms of flow batteries.
+
+The top level imports nothing heavy (no torch, cupy or distributed); subpackages load lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ingest": "redoxflow.io",
+    "open_volume": "redoxflow.io",
+    "open_source": "redoxflow.io",
+    "load_config": "redoxflow.config",
+    "Config": "redoxflow.config",
+    "make_client": "redoxflow.cluster",
+    "make_phantom": "redoxflow.synthetic",
+    "label": "redoxflow.label",
+    "regionprops": "redoxflow.measure",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'redoxflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

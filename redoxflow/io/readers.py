@@ -1,0 +1,419 @@
+"""Lazy volume readers: each gives shape, dtype and slabs of z-slices, never the whole volume.
+
+A :class:`VolumeSource` reads ``read(z0, z1) -> ndarray[z1 - z0, ...]`` (for a 4D series the
+first axis is time and ``read`` returns one time step's z-slab via ``read(z0, z1, t=...)``).
+``open_source(path, **options)`` picks the reader from the path.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob as globmod
+import os
+import re
+import xml.etree.ElementTree as ET
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+SLICE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
+TIFF_SUFFIXES = {".tif", ".tiff"}
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``im2`` before ``im10``."""
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+
+
+@dataclass
+class VolumeSource:
+    """A 3D volume that can be read in z-slabs.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        (z, y, x).
+    dtype : numpy.dtype
+    reader : callable
+        ``reader(z0, z1) -> ndarray`` of shape ``(z1 - z0, y, x)``.
+    description : str
+        Human-readable origin (for provenance).
+    voxel_size : tuple of float or None
+        Voxel size in micrometres when the file records one.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    reader: Any
+    description: str
+    voxel_size: tuple[float, float, float] | None = None
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        out = np.asarray(self.reader(z0, z1))
+        if out.shape != (z1 - z0, *self.shape[1:]) or out.dtype != self.dtype:
+            raise InputError(f"{self.description}: slices {z0}-{z1} have shape {out.shape} "
+                             f"dtype {out.dtype}, expected {self.shape[1:]} {self.dtype}; "
+                             "all slices must match")
+        return out
+
+
+@dataclass
+class SeriesSource:
+    """A 4D series (t, z, y, x) of equally shaped volumes."""
+
+    steps: list[VolumeSource]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.steps), *self.steps[0].shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.steps[0].dtype
+
+    @property
+    def description(self) -> str:
+        return f"series of {len(self.steps)} volumes starting with {self.steps[0].description}"
+
+    @property
+    def voxel_size(self):
+        return self.steps[0].voxel_size
+
+
+def _check_volume_shape(shape: Sequence[int], what: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        hint = " (a 2D image: pass a folder or stack of slices)" if len(shape) == 2 else ""
+        raise InputError(f"{what} has shape {tuple(shape)}, expected a 3D volume (z, y, x){hint}")
+    if min(shape) == 0:
+        raise InputError(f"{what} is empty (shape {tuple(shape)})")
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def _from_array(arr: Any, description: str, voxel_size=None) -> VolumeSource:
+    shape = _check_volume_shape(arr.shape, description)
+    return VolumeSource(shape, np.dtype(arr.dtype), lambda z0, z1: arr[z0:z1], description,
+                        voxel_size)
+
+
+# --- individual formats -------------------------------------------------------------------
+
+def _read_slice(path: Path) -> np.ndarray:
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            return tifffile.imread(path)
+        import imageio.v3 as iio
+
+        return iio.imread(path)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot read slice {str(path)!r}: corrupt or truncated image "
+                         f"({type(exc).__name__})") from exc
+
+
+def read_slice_folder(folder: Path) -> VolumeSource:
+    """Folder of 2D slices in natural name order (``im2`` before ``im10``)."""
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in SLICE_SUFFIXES),
+                   key=lambda p: natural_key(p.name))
+    if not files:
+        raise InputError(f"folder {str(folder)!r} holds no image slices "
+                         f"({', '.join(sorted(SLICE_SUFFIXES))})")
+    first = _read_slice(files[0])
+    if first.ndim != 2:
+        raise InputError(f"slice {str(files[0])!r} has shape {first.shape}; a slice folder needs "
+                         "2D images")
+    _check_slice_headers(files, first)
+
+    def reader(z0: int, z1: int) -> np.ndarray:
+        slab = [_read_slice(f) for f in files[z0:z1]]
+        for f, s in zip(files[z0:z1], slab):
+            if s.shape != first.shape or s.dtype != first.dtype:
+                raise InputError(f"slice {f.name} has shape {s.shape} dtype {s.dtype} but "
+                                 f"{files[0].name} has {first.shape} {first.dtype}: all slices "
+                                 "must match")
+        return np.stack(slab)
+
+    return VolumeSource((len(files), *first.shape), first.dtype, reader,
+                        f"slice folder {folder} ({len(files)} slices)")
+
+
+def _check_slice_headers(files: list[Path], first: np.ndarray) -> None:
+    """Check every TIFF slice's shape/dtype from its header before any data is written."""
+    import tifffile
+
+    for f in files:
+        if f.suffix.lower() not in TIFF_SUFFIXES:
+            continue
+        try:
+            with tifffile.TiffFile(f) as tif:
+                page = tif.pages[0]
+                shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+        except Exception as exc:
+            raise InputError(f"cannot read slice {str(f)!r}: corrupt or truncated TIFF "
+                             f"({type(exc).__name__})") from exc
+        if shape != first.shape or dtype != first.dtype:
+            raise InputError(f"slice {f.name} has shape {shape} dtype {dtype} but the first "
+                             f"slice has {first.shape} {first.dtype}: all slices must match")
+
+
+def read_tiff_stack(path: Path) -> VolumeSource:
+    """Multi-page TIFF or BigTIFF; pages are read on demand."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+        series = tif.series[0]
+        shape, dtype = tuple(series.shape), np.dtype(series.dtype)
+        n_pages = len(series.pages)
+    except Exception as exc:
+        raise InputError(f"cannot read TIFF {str(path)!r}: corrupt or truncated file "
+                         f"({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+    shape = _check_volume_shape(shape, f"TIFF {path}")
+
+    def reader(z0: int, z1: int) -> np.ndarray:
+        try:
+            if n_pages == shape[0]:
+                return tif.asarray(key=range(z0, z1)).reshape(z1 - z0, *shape[1:])
+            return series.asarray()[z0:z1]
+        except Exception as exc:
+            raise InputError(f"cannot read pages {z0}-{z1} of TIFF {str(path)!r}: corrupt or "
+                             f"truncated file ({type(exc).__name__})") from exc
+
+    return VolumeSource(shape, dtype, reader, f"TIFF {path}")
+
+
+def read_hdf5(path: Path, dataset: str | None) -> VolumeSource:
+    """Dataset of an HDF5 file (``file.h5:/group/data`` or ``dataset=``)."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"cannot open HDF5 file {str(path)!r}: {exc}") from exc
+    if dataset is None:
+        names: list[str] = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 3 else None)
+        if len(names) != 1:
+            raise InputError(f"HDF5 file {str(path)!r} holds {len(names)} 3D datasets "
+                             f"({', '.join(names[:5])}): name one as FILE.h5:/path/to/dataset")
+        dataset = names[0]
+    if dataset not in f:
+        raise InputError(f"HDF5 file {str(path)!r} has no dataset {dataset!r}")
+    return _from_array(f[dataset], f"HDF5 {path}:{dataset}")
+
+
+def read_raw(path: Path, shape: Sequence[int] | None, dtype: str | None,
+             byte_order: str = "little", offset: int = 0) -> VolumeSource:
+    """Headerless binary volume in C order; ``shape`` (z, y, x) and ``dtype`` are required."""
+    if shape is None or dtype is None:
+        raise InputError(f"raw file {str(path)!r} needs shape and dtype "
+                         "(e.g. --shape 512,512,512 --dtype uint16)")
+    order = {"little": "<", "big": ">", "<": "<", ">": ">"}.get(byte_order)
+    if order is None:
+        raise InputError(f"byte order {byte_order!r} is unknown: use 'little' or 'big'")
+    dt = np.dtype(dtype).newbyteorder(order)
+    shape = _check_volume_shape(shape, f"raw file {path}")
+    expected = int(np.prod(shape)) * dt.itemsize + offset
+    actual = path.stat().st_size
+    if actual != expected:
+        raise InputError(f"raw file {str(path)!r} has {actual} bytes but shape {shape} x "
+                         f"{dt.name} needs {expected}: check --shape/--dtype")
+    mm = np.memmap(path, dtype=dt, mode="r", offset=offset, shape=shape)
+    native = dt.newbyteorder("=")
+    return VolumeSource(shape, native, lambda z0, z1: np.asarray(mm[z0:z1], dtype=native),
+                        f"raw {path}")
+
+
+def read_numpy(path: Path, key: str | None) -> VolumeSource:
+    """``.npy`` (memory-mapped) or a key of an ``.npz`` archive."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return _from_array(np.load(path, mmap_mode="r"), f"npy {path}")
+        with np.load(path) as archive:
+            keys = list(archive.keys())
+            if key is None:
+                if len(keys) != 1:
+                    raise InputError(f"npz {str(path)!r} holds arrays {keys}: choose one with key=")
+                key = keys[0]
+            if key not in keys:
+                raise InputError(f"npz {str(path)!r} has no array {key!r}; it holds {keys}")
+            return _from_array(archive[key], f"npz {path}:{key}")
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"cannot read {str(path)!r}: corrupt or truncated numpy file "
+                         f"({type(exc).__name__})") from exc
+
+
+def read_vti(path: Path) -> VolumeSource:
+    """VTK XML ImageData (``.vti``): raw or zlib, inline or appended, binary or base64.
+
+    Axis 0 of the result is VTK's x (the fastest index in the file), matching how the
+    reference project writes volumes (``transpose(2, 1, 0)`` with ``SetDimensions(vol.shape)``).
+    """
+    text = path.read_bytes()
+    head, sep, tail = text.partition(b"<AppendedData")
+    try:
+        root = ET.fromstring(head + (b"</VTKFile>" if sep else b""))
+    except ET.ParseError as exc:
+        raise InputError(f"cannot parse VTI {str(path)!r}: {exc}") from exc
+    image = root.find("ImageData")
+    array = root.find(".//PointData/DataArray")
+    if image is None or array is None:
+        raise InputError(f"VTI {str(path)!r} has no ImageData point array")
+    ext = [int(v) for v in image.get("WholeExtent", "").split()]
+    dims = (ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1)
+    dtype = np.dtype(_VTK_TYPES[array.get("type")]).newbyteorder(
+        "<" if root.get("byte_order", "LittleEndian") == "LittleEndian" else ">")
+    header = np.dtype(_VTK_TYPES[root.get("header_type", "UInt32")]).newbyteorder(dtype.byteorder)
+    compressed = root.get("compressor") is not None
+    fmt = array.get("format")
+    if fmt == "appended":
+        encoding = re.search(rb'encoding="(\w+)"', tail)
+        payload = tail.partition(b">")[2].lstrip().lstrip(b"_")
+        payload = payload[: payload.rfind(b"</AppendedData")].rstrip()
+        payload = payload[int(array.get("offset", "0")):]
+        b64 = encoding is not None and encoding.group(1) == b"base64"
+    elif fmt in ("binary", "ascii"):
+        payload, b64 = (array.text or "").strip().encode(), fmt == "binary"
+        if fmt == "ascii":
+            flat = np.array(payload.split(), dtype=dtype)
+            return _from_array(flat.reshape(dims[::-1]).transpose(2, 1, 0), f"VTI {path}")
+    else:
+        raise InputError(f"VTI {str(path)!r}: unsupported data format {fmt!r}")
+    flat = _decode_vtk_blocks(payload, b64, compressed, header, dtype)
+    n = int(np.prod(dims))
+    if flat.size < n:
+        raise InputError(f"VTI {str(path)!r} is truncated: {flat.size} of {n} values")
+    vol = flat[:n].astype(dtype.newbyteorder("="), copy=False).reshape(dims[::-1]).transpose(2, 1, 0)
+    return _from_array(np.ascontiguousarray(vol), f"VTI {path}")
+
+
+_VTK_TYPES = {"Int8": "i1", "UInt8": "u1", "Int16": "i2", "UInt16": "u2", "Int32": "i4",
+              "UInt32": "u4", "Int64": "i8", "UInt64": "u8", "Float32": "f4", "Float64": "f8"}
+
+
+def _decode_vtk_blocks(payload: bytes, b64: bool, compressed: bool, header: np.dtype,
+                       dtype: np.dtype) -> np.ndarray:
+    hsize = header.itemsize
+    try:
+        if not compressed:
+            raw = base64.b64decode(payload) if b64 else payload
+            nbytes = int(np.frombuffer(raw[:hsize], header)[0])
+            return np.frombuffer(raw[hsize:hsize + nbytes], dtype)
+        # compressed: header [nblocks, blocksize, lastsize, csize_1..n], encoded on its own
+        def take(nbytes: int, pos: int) -> tuple[bytes, int]:
+            if not b64:
+                return payload[pos:pos + nbytes], pos + nbytes
+            nchars = -(-nbytes // 3) * 4
+            return base64.b64decode(payload[pos:pos + nchars])[:nbytes], pos + nchars
+
+        first, _ = take(hsize, 0)
+        nblocks = int(np.frombuffer(first, header)[0])
+        head, pos = take(hsize * (3 + nblocks), 0)
+        sizes = np.frombuffer(head, header)[3:].astype(np.int64)
+        body = base64.b64decode(payload[pos:]) if b64 else payload[pos:]
+        parts, start = [], 0
+        for size in sizes:
+            parts.append(zlib.decompress(body[start:start + size]))
+            start += size
+        return np.frombuffer(b"".join(parts), dtype)
+    except (zlib.error, ValueError, IndexError) as exc:
+        raise InputError(f"VTI data is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+
+
+def read_zarr(path: Path) -> VolumeSource:
+    """An existing Zarr array, or level 0 of an OME-Zarr / redoxflow store."""
+    import zarr
+
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:
+        raise InputError(f"cannot open Zarr store {str(path)!r}: {exc}") from exc
+    voxel = None
+    if isinstance(node, zarr.Group):
+        from .store import read_metadata
+
+        meta = read_metadata(node)
+        node = node[meta["datasets"][0]]
+        voxel = tuple(meta["voxel_size"])
+    if node.ndim == 4:
+        raise InputError(f"Zarr {str(path)!r} is 4D: it is already a series; open it with "
+                         "open_volume() instead of ingesting it")
+    return _from_array(node, f"zarr {path}", voxel)
+
+
+# --- dispatch ------------------------------------------------------------------------------
+
+def open_source(source: Any, *, dataset: str | None = None, key: str | None = None,
+                shape: Sequence[int] | None = None, dtype: str | None = None,
+                byte_order: str = "little", offset: int = 0) -> VolumeSource | SeriesSource:
+    """Open any supported input lazily.
+
+    Parameters
+    ----------
+    source : path, str, list of paths, glob pattern, or numpy array
+        A file, a folder of slices, a Zarr store, ``FILE.h5:/dataset``; a list or glob of
+        volumes gives a 4D series (t, z, y, x).
+    dataset, key : str, optional
+        HDF5 dataset path / npz array name.
+    shape, dtype, byte_order, offset :
+        Layout of a raw binary file.
+    """
+    opts = dict(dataset=dataset, key=key, shape=shape, dtype=dtype, byte_order=byte_order,
+                offset=offset)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, "in-memory array")
+    if isinstance(source, (list, tuple)):
+        return _series([Path(s) for s in source], opts)
+    text = os.fspath(source)
+    if any(ch in text for ch in "*?[") and not Path(text).exists():
+        matches = sorted(globmod.glob(text), key=natural_key)
+        if not matches:
+            raise InputError(f"pattern {text!r} matches no files")
+        return _series([Path(m) for m in matches], opts)
+    return _open_path(text, opts)
+
+
+def _series(paths: list[Path], opts: dict[str, Any]) -> SeriesSource:
+    if not paths:
+        raise InputError("a 4D series needs at least one volume")
+    steps = [_open_path(os.fspath(p), opts) for p in paths]
+    for p, s in zip(paths, steps):
+        if s.shape != steps[0].shape or s.dtype != steps[0].dtype:
+            raise InputError(f"time step {p.name} has shape {s.shape} {s.dtype} but the first "
+                             f"has {steps[0].shape} {steps[0].dtype}: all steps must match")
+    return SeriesSource(steps)  # type: ignore[arg-type]
+
+
+def _open_path(text: str, opts: dict[str, Any]) -> VolumeSource:
+    dataset = opts["dataset"]
+    h5 = re.match(r"^(.*\.(?:h5|hdf5|hdf|nxs)):(/.*)$", text, flags=re.IGNORECASE)
+    if h5:
+        text, dataset = h5.group(1), h5.group(2)
+    path = Path(text)
+    if not path.exists():
+        raise InputError(f"input {text!r} does not exist: check the path")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if (path / "zarr.json").exists() or (path / ".zarray").exists() or (path / ".zgroup").exists():
+            return read_zarr(path)
+        return read_slice_folder(path)
+    if suffix in TIFF_SUFFIXES:
+        return read_tiff_stack(path)
+    if suffix in {".h5", ".hdf5", ".hdf", ".nxs"}:
+        return read_hdf5(path, dataset)
+    if suffix in {".npy", ".npz"}:
+        return read_numpy(path, opts["key"])
+    if suffix == ".vti":
+        return read_vti(path)
+    if suffix in {".raw", ".bin", ".dat", ".vol"} or opts["shape"] is not None:
+        return read_raw(path, opts["shape"], opts["dtype"], opts["byte_order"], opts["offset"])
+    raise InputError(f"unknown file type {suffix or '(none)'!r} for {text!r}: use a slice folder, "
+                     ".tif/.tiff, .h5, .raw (with --shape/--dtype), .npy/.npz, .vti or a Zarr store")

@@ -1,0 +1,143 @@
+"""Pure per-block kernels of chunked connected-component labeling.
+
+Provisional ids are ``block_index << 32 | local_id`` (uint64), so every block labels alone.
+Final ids follow the raster order of each component's first voxel, exactly like
+``scipy.ndimage.label``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
+
+from .._backend import backend_of, label_kernel, to_numpy
+
+BLOCK_SHIFT = np.uint64(32)
+LOCAL_MASK = np.uint64(0xFFFFFFFF)
+
+
+def label_block(mask, connectivity: int):
+    """Label one block with the kernel of its backend -> (uint32 labels, n)."""
+    return label_kernel(backend_of(mask))(mask, connectivity)
+
+
+def first_voxels(labels: np.ndarray, n: int, origin: Sequence[int],
+                 shape: Sequence[int]) -> np.ndarray:
+    """Global raster (C-order) index of each local label's first voxel, shape (n,), int64.
+
+    Labels are numbered in the block's raster order, and global raster order restricted to a
+    block is its local raster order, so the first voxel in the block is the global minimum.
+    """
+    flat = labels.ravel()
+    idx = np.flatnonzero(flat)
+    first = np.zeros(n + 1, dtype=np.int64)
+    # repeated indices: the last write wins, so write in reverse to keep the smallest index
+    first[flat[idx[::-1]]] = idx[::-1]
+    local = np.unravel_index(first[1:], labels.shape)
+    glob = tuple(np.asarray(c, dtype=np.int64) + o for c, o in zip(local, origin))
+    return np.ravel_multi_index(glob, tuple(shape)).astype(np.int64)
+
+
+def encode(labels: np.ndarray, block_index: int) -> np.ndarray:
+    """Provisional uint64 ids of a label array (0 stays 0)."""
+    out = labels.astype(np.uint64)
+    out[out > 0] |= np.uint64(block_index) << BLOCK_SHIFT
+    return out
+
+
+def faces(labels: np.ndarray, block_index: int) -> list[np.ndarray]:
+    """The six one-voxel faces (low, high per axis) of a block, as provisional ids."""
+    out = []
+    for axis in range(3):
+        for end in (0, -1):
+            out.append(encode(np.take(labels, end, axis=axis), block_index))
+    return out
+
+
+def plane_offsets(connectivity: int) -> list[tuple[int, int]]:
+    """In-plane offsets (du, dv) that connect a voxel to the next plane along an axis."""
+    steps = [(du, dv) for du in (-1, 0, 1) for dv in (-1, 0, 1)]
+    limit = {6: 0, 18: 1, 26: 2}[connectivity]
+    return [s for s in steps if abs(s[0]) + abs(s[1]) <= limit]
+
+
+def touching_pairs(lower: np.ndarray, upper: np.ndarray, connectivity: int) -> np.ndarray:
+    """Pairs (k, 2) of provisional ids that touch across two adjacent planes."""
+    U, V = lower.shape
+    found = []
+    for du, dv in plane_offsets(connectivity):
+        a = lower[max(0, -du):U - max(0, du), max(0, -dv):V - max(0, dv)]
+        b = upper[max(0, du):U - max(0, -du), max(0, dv):V - max(0, -dv)]
+        hit = (a != 0) & (b != 0)
+        if hit.any():
+            found.append(np.stack([a[hit], b[hit]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.uint64)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def resolve(counts: Sequence[int], firsts: Sequence[np.ndarray],
+            pairs: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Union-find over block-local ids -> per-block lookup tables to final ids, and the count.
+
+    Parameters
+    ----------
+    counts : sequence of int
+        Number of local labels of each block (block index order).
+    firsts : sequence of int64 arrays
+        First-voxel global raster index of each local label, per block.
+    pairs : (k, 2) uint64
+        Provisional ids that belong to the same component.
+
+    Returns
+    -------
+    luts : list of arrays
+        ``luts[b][local] = final id`` (index 0 maps to 0).
+    n : int
+        Number of components.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    total = int(offsets[-1])
+    if total == 0:
+        return [np.zeros(1, dtype=np.uint32) for _ in counts], 0
+    dense = np.zeros((len(pairs), 2), dtype=np.int64)
+    if len(pairs):
+        block = (pairs >> BLOCK_SHIFT).astype(np.int64)
+        local = (pairs & LOCAL_MASK).astype(np.int64)
+        dense = offsets[block] + local - 1
+    graph = sparse.coo_matrix((np.ones(len(dense), dtype=np.int8), (dense[:, 0], dense[:, 1])),
+                              shape=(total, total))
+    ncomp, comp = csgraph.connected_components(graph, directed=False)
+    first_all = np.concatenate([np.asarray(f, dtype=np.int64) for f in firsts])
+    comp_first = np.full(ncomp, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(comp_first, comp, first_all)
+    rank = np.empty(ncomp, dtype=np.int64)
+    rank[np.argsort(comp_first, kind="stable")] = np.arange(1, ncomp + 1)
+    final = rank[comp]
+    dtype = label_dtype(ncomp)
+    luts = [np.concatenate([[0], final[offsets[b]:offsets[b + 1]]]).astype(dtype)
+            for b in range(len(counts))]
+    return luts, int(ncomp)
+
+
+def label_dtype(n: int) -> np.dtype:
+    """uint32 when the count fits, else uint64."""
+    return np.dtype(np.uint32) if n < 2**32 - 1 else np.dtype(np.uint64)
+
+
+def relabel(labels, lut: np.ndarray):
+    """Apply a lookup table to a label block (on the block's backend)."""
+    if backend_of(labels) == "cupy":
+        import cupy
+
+        return cupy.asarray(lut)[labels]
+    return np.take(lut, labels)
+
+
+def host(x) -> np.ndarray:
+    """Block on the host (for the small per-block outputs)."""
+    return to_numpy(x)
