@@ -1,0 +1,75 @@
+"""Explicit, composable filters; each records what it removed in ``ds.attrs["filters"]``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _z_isolated_block(block: np.ndarray) -> np.ndarray:
+    """Clean the interior slices of a block that carries one slice of z halo on each side."""
+    m = block.astype(bool)
+    keep = m.copy()
+    inner = m[1:-1] & ~m[:-2] & ~m[2:]
+    keep[1:-1] &= ~inner
+    return keep
+
+
+def remove_z_isolated(mask: Any):
+    """Drop mask voxels with no mask voxel directly above or below (z +- 1).
+
+    The first and last slices of the volume are never cleaned (the reference's rule).
+    Numpy in, numpy out; dask in, lazy dask out (one-slice z halo per chunk).
+    """
+    if mask.ndim != 3:
+        raise InputError(f"mask has {mask.ndim} dimensions, expected 3 (z, y, x)")
+    if isinstance(mask, np.ndarray):
+        return _z_isolated_block(mask)
+    return mask.map_overlap(_z_isolated_block, depth={0: 1, 1: 0, 2: 0}, boundary="none",
+                            dtype=bool, trim=True)
+
+
+def _record(ds, name: str, removed: int, **params: Any):
+    log = json.loads(ds.attrs.get("filters", "[]"))
+    log.append({"filter": name, "removed": int(removed), **params})
+    ds.attrs["filters"] = json.dumps(log)
+    return ds
+
+
+def _keep(ds, keep: np.ndarray, name: str, **params: Any):
+    out = ds.isel(bubble=np.flatnonzero(keep))
+    out.attrs = dict(ds.attrs)
+    return _record(out, name, int((~keep).sum()), **params)
+
+
+def filter_min_volume(ds, min_voxels: int = 60):
+    """Keep bubbles with at least ``min_voxels`` voxels (the reference uses 60)."""
+    return _keep(ds, ds["volume_voxels"].values >= min_voxels, "min_volume",
+                 min_voxels=int(min_voxels))
+
+
+def filter_degenerate(ds):
+    """Drop planar or line-like objects (smallest inertia eigenvalue 0)."""
+    return _keep(ds, ds["inertia_eigenvalues"].values[:, 2] > 0, "degenerate")
+
+
+def filter_solidity(ds, threshold: float = 0.8):
+    """Drop non-convex artefacts with solidity below ``threshold`` (NaN solidity is dropped)."""
+    if "solidity" not in ds:
+        raise InputError("filter_solidity needs the 'solidity' property: measure it with "
+                         "regionprops(..., properties='all')")
+    return _keep(ds, ds["solidity"].values >= threshold, "solidity", threshold=float(threshold))
+
+
+def filter_cut_by_fov(ds):
+    """Drop bubbles that touch a face of the field of view (their shape is truncated)."""
+    return _keep(ds, ~ds["cut_by_fov"].values, "cut_by_fov")
+
+
+def filter_sphericity_above_one(ds):
+    """The reference's only shape filter: drop sphericity > 1 (non-physical values)."""
+    return _keep(ds, ~(ds["sphericity"].values > 1.0), "sphericity_above_one")
