@@ -1,0 +1,224 @@
+"""Thin command-line shell over the public API: parse, call one function, summarise."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import RedoxflowError
+
+
+def user_errors(fn):
+    """Print RedoxflowError as one line (no traceback) and exit with status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RedoxflowError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _ints(text: str | None):
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r} is not a list of integers like 64,128,128") from exc
+
+
+def _size_on_disk(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="redoxflow")
+def main():
+    """redoxflow: exact, out-of-core bubble analysis of flow-battery tomograms."""
+
+
+@main.command()
+@click.argument("source", nargs=-1, required=True)
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--voxel-size", help="Micrometres: one number or z,y,x.")
+@click.option("--chunks", help="Chunk shape z,y,x (clamped to the volume).")
+@click.option("--kind", type=click.Choice(["auto", "intensity", "classes", "labels"]),
+              default="auto", show_default=True)
+@click.option("--dataset", help="HDF5 dataset path.")
+@click.option("--key", help="Array name inside an .npz.")
+@click.option("--shape", help="Raw files: z,y,x.")
+@click.option("--dtype", help="Raw files: numpy dtype, e.g. uint16.")
+@click.option("--byte-order", type=click.Choice(["little", "big"]), default="little")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML config file.")
+@user_errors
+def ingest(source, store, voxel_size, chunks, kind, dataset, key, shape, dtype, byte_order,
+           overwrite, config_path):
+    """Stream SOURCE (file, folder, glob or several files = 4D series) into an OME-Zarr STORE."""
+    from .config import load_config
+    from .io import ingest as do_ingest
+
+    cfg = load_config(config_path)
+    src = list(source) if len(source) > 1 else source[0]
+    vol = do_ingest(src, store, voxel_size=voxel_size, chunks=_ints(chunks), kind=kind,
+                    overwrite=overwrite, config=cfg, dataset=dataset, key=key,
+                    shape=_ints(shape), dtype=dtype, byte_order=byte_order)
+    click.echo(f"wrote {store}: shape {tuple(vol.shape)} {vol.dtype}, chunks "
+               f"{vol.data.chunksize}, voxel size {vol.attrs['voxel_size']} um, "
+               f"{vol.attrs['n_levels']} pyramid level(s), kind {vol.attrs['kind']}, "
+               f"{_size_on_disk(Path(store)) / 2**20:.1f} MiB on disk.")
+
+
+@main.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@user_errors
+def info(store):
+    """Shape, chunks, voxel size, classes present and size on disk of STORE."""
+    import numpy as np
+
+    from .io import open_volume
+
+    vol = open_volume(store)
+    click.echo(f"store       {store}")
+    click.echo(f"shape       {tuple(vol.shape)} ({', '.join(vol.dims)}) {vol.dtype}")
+    click.echo(f"chunks      {vol.data.chunksize}")
+    click.echo(f"voxel size  {vol.attrs['voxel_size']} um")
+    click.echo(f"levels      {vol.attrs['n_levels']}")
+    click.echo(f"kind        {vol.attrs['kind']}")
+    click.echo(f"source      {vol.attrs['source']}")
+    if vol.attrs["kind"] == "classes":
+        small = open_volume(store, level=vol.attrs["n_levels"] - 1) if vol.size > 2**27 else vol
+        present = np.unique(small.data.compute())
+        note = " (from the coarsest level)" if small is not vol else ""
+        click.echo(f"classes     {present.tolist()}{note}")
+    click.echo(f"on disk     {_size_on_disk(Path(store)) / 2**20:.1f} MiB")
+
+
+def _cluster_options(fn):
+    fn = click.option("--cluster", default=None,
+                      help="local, slurm, pbs, cuda or a scheduler address.")(fn)
+    fn = click.option("--workers", type=int, default=None, help="Number of workers.")(fn)
+    fn = click.option("--profile", default=None, help="dask-jobqueue YAML profile.")(fn)
+    return fn
+
+
+def _summarise(summary: dict) -> None:
+    t = summary["timings_s"]
+    click.echo(
+        f"Done. {summary['n_bubbles']} bubbles ({summary['bubble_volume_um3']:.4g} um^3) in a "
+        f"{'x'.join(map(str, summary['shape']))} volume at {summary['voxel_size_um']} um; "
+        f"stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
+        f"Results are in {summary['output']} (classes.zarr, labels.zarr, bubbles.nc, "
+        f"bubbles.csv, summary.json).")
+
+
+def _run(cfg, dry_run: bool = False) -> None:
+    from .cluster import dashboard_link, job_script, make_client
+    from .pipeline import run_pipeline
+
+    if dry_run:
+        if cfg.cluster.cluster in ("slurm", "pbs"):
+            click.echo(job_script(cfg.cluster.cluster, cfg.cluster.profile))
+        else:
+            click.echo(cfg.to_json())
+        return
+    with make_client(config=cfg.cluster) as client:
+        link = dashboard_link(client)
+        click.echo(f"dask: {len(client.scheduler_info()['workers'])} workers"
+                   + (f", dashboard {link}" if link else ""))
+        _summarise(run_pipeline(cfg))
+
+
+@main.command()
+@click.option("--output", default="demo-results", show_default=True, type=click.Path())
+@click.option("--shape", default="96,160,160", show_default=True, help="Phantom size z,y,x.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Start again in an existing output folder.")
+@_cluster_options
+@user_errors
+def demo(output, shape, seed, overwrite, cluster, workers, profile):
+    """Run the pipeline on the built-in synthetic VRFB cell on a local dask cluster."""
+    import shutil
+
+    from .config import load_config
+
+    out = Path(output)
+    if out.exists() and overwrite:
+        if not (out / "summary.json").exists() and any(out.iterdir()):
+            raise RedoxflowError(f"{out} is not a redoxflow results folder: refusing to clear it")
+        shutil.rmtree(out)
+    cfg = load_config(None, {"output.directory": str(out), "input.source": "synthetic",
+                             "input.shape": list(_ints(shape)), "input.seed": seed,
+                             "cluster.cluster": cluster, "cluster.workers": workers,
+                             "cluster.profile": profile})
+    _run(cfg)
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Print the resolved config or the job script.")
+@_cluster_options
+@user_errors
+def run(config_path, dry_run, cluster, workers, profile):
+    """Run the stages configured in CONFIG.yaml (skipping outputs that are complete)."""
+    from .config import load_config
+
+    cfg = load_config(config_path, {"cluster.cluster": cluster, "cluster.workers": workers,
+                                    "cluster.profile": profile})
+    _run(cfg, dry_run)
+
+
+@main.command("label")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--class-id", type=int, default=1, show_default=True,
+              help="Class to label in a class volume.")
+@click.option("--connectivity", type=click.Choice(["6", "18", "26"]), default="26")
+@click.option("--overwrite", is_flag=True)
+@user_errors
+def label_cmd(store, out, class_id, connectivity, overwrite):
+    """Label connected components of one class of STORE into the label store OUT."""
+    from .io import open_volume
+    from .label import label
+
+    vol = open_volume(store)
+    _, n = label(vol.data == class_id, connectivity=int(connectivity), out=out,
+                 overwrite=overwrite, voxel_size=vol.attrs["voxel_size"], progress=True)
+    click.echo(f"wrote {out}: {n} components of class {class_id} ({connectivity}-connectivity).")
+
+
+@main.command()
+@click.argument("labels", type=click.Path(path_type=Path))
+@click.argument("table", type=click.Path(path_type=Path))
+@click.option("--properties", default="all", show_default=True,
+              help="Comma-separated property names, or 'all'.")
+@user_errors
+def measure(labels, table, properties):
+    """Per-bubble properties of the label store LABELS, written to TABLE (.nc or .csv)."""
+    from .io import open_volume
+    from .measure import regionprops
+    from .pipeline import _flat_frame
+
+    if table.exists():
+        raise RedoxflowError(f"{table} already exists: choose another path")
+    props = "all" if properties == "all" else properties.split(",")
+    ds = regionprops(open_volume(labels), properties=props)
+    tmp = table.with_name(f".{table.name}.partial")
+    if table.suffix == ".csv":
+        _flat_frame(ds).to_csv(tmp)
+    else:
+        ds.to_netcdf(tmp)
+    tmp.rename(table)
+    click.echo(f"wrote {table}: {ds.sizes['bubble']} bubbles.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""One factory for dask clients: local, existing scheduler, SLURM/PBS (dask-jobqueue), dask-cuda."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import ClusterConfig, load_yaml
+from .errors import InputError, require
+
+KINDS = ("local", "slurm", "pbs", "cuda")
+
+
+def default_workers() -> int:
+    """One worker per usable core (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _jobqueue_cluster(kind: str, profile: str | os.PathLike | None):
+    if profile is None:
+        raise InputError(f"--cluster {kind} needs a profile: pass --profile "
+                         f"deployment/{kind}.yaml (see deployment/)")
+    jq = require("dask_jobqueue", "hpc")
+    settings = load_yaml(profile)
+    options = settings.get("jobqueue", settings)
+    cls = {"slurm": jq.SLURMCluster, "pbs": jq.PBSCluster}[kind]
+    try:
+        return cls(**options), settings
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"profile {str(profile)!r} is not valid for {cls.__name__}: {exc}") from exc
+
+
+def job_script(kind: str, profile: str | os.PathLike) -> str:
+    """The batch script dask-jobqueue would submit for a profile (no scheduler needed)."""
+    cluster, _ = _jobqueue_cluster(kind, profile)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+def make_client(
+    cluster: str = "local",
+    *,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str | int = "auto",
+    profile: str | os.PathLike | None = None,
+    dashboard_address: str | None = "127.0.0.1:8787",
+    config: ClusterConfig | None = None,
+):
+    """Start or connect a dask ``distributed.Client``.
+
+    Parameters
+    ----------
+    cluster : str
+        ``"local"`` (a LocalCluster sized to the machine), a scheduler address
+        (``tcp://host:8786`` or a scheduler JSON file), ``"slurm"`` or ``"pbs"`` (dask-jobqueue
+        with ``profile``), or ``"cuda"`` (dask-cuda, one worker per GPU).
+    workers : int, optional
+        Local workers, or jobs to request on SLURM/PBS (default: one per core / profile's).
+    threads_per_worker : int
+        Threads per local worker.
+    memory_limit : str or int
+        Per-worker memory limit (``"4GB"``; ``"auto"`` splits the machine's memory).
+    profile : path, optional
+        YAML with a ``jobqueue:`` mapping of dask-jobqueue arguments and optional ``scale:``.
+    dashboard_address : str or None
+        Bound to localhost by default; ``None`` disables the dashboard.
+    config : ClusterConfig, optional
+        Values to use instead of the keyword defaults.
+    """
+    from distributed import Client, LocalCluster
+
+    if config is not None:
+        cluster, workers = config.cluster, config.workers
+        threads_per_worker, memory_limit = config.threads_per_worker, config.memory_limit
+        profile, dashboard_address = config.profile, config.dashboard_address
+    if workers is not None and int(workers) < 1:
+        raise InputError(f"workers={workers} must be at least 1")
+    if cluster == "local":
+        lc = LocalCluster(n_workers=int(workers or default_workers()),
+                          threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+                          dashboard_address=dashboard_address, processes=True)
+        return Client(lc)
+    if cluster in ("slurm", "pbs"):
+        jc, settings = _jobqueue_cluster(cluster, profile)
+        jc.scale(jobs=int(workers or settings.get("scale", {}).get("jobs", 1)))
+        return Client(jc)
+    if cluster == "cuda":
+        dask_cuda = require("dask_cuda", "gpu")
+        cc = dask_cuda.LocalCUDACluster(memory_limit=memory_limit,
+                                        dashboard_address=dashboard_address)
+        return Client(cc)
+    if "://" in cluster or ":" in cluster or Path(cluster).suffix == ".json":
+        try:
+            if Path(cluster).suffix == ".json":
+                return Client(scheduler_file=cluster, timeout="10s")
+            return Client(cluster, timeout="10s")
+        except OSError as exc:
+            raise InputError(f"cannot reach the dask scheduler at {cluster!r}: {exc}") from exc
+    raise InputError(f"cluster {cluster!r} is unknown: use local, slurm, pbs, cuda or a "
+                     "scheduler address such as tcp://host:8786")
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The dashboard URL of a client, if it has one."""
+    try:
+        return client.dashboard_link
+    except Exception:
+        return None
