@@ -1,0 +1,166 @@
+"""Chunked labeling must equal scipy.ndimage.label value for value, for every chunking."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage
+
+from redoxflow.errors import InputError
+from redoxflow.label import label
+from redoxflow.label.kernels import label_dtype, resolve
+
+RANK = {6: 1, 18: 2, 26: 3}
+
+
+def scipy_label(mask, connectivity):
+    return ndimage.label(mask, ndimage.generate_binary_structure(3, RANK[connectivity]))
+
+
+def check(mask, connectivity, chunks):
+    ref, n_ref = scipy_label(mask, connectivity)
+    labels, n = label(da.from_array(mask, chunks=chunks), connectivity=connectivity)
+    got = labels.compute()
+    assert n == n_ref
+    assert got.dtype == np.uint32
+    np.testing.assert_array_equal(got, ref)
+
+
+def spiral(shape):
+    """A one-voxel-thick square spiral in every z-plane, joined through the planes' corners."""
+    m = np.zeros(shape, bool)
+    for z in range(0, shape[0], 2):
+        y0, x0, y1, x1 = 0, 0, shape[1] - 1, shape[2] - 1
+        while y0 <= y1 and x0 <= x1:
+            m[z, y0, x0:x1 + 1] = True
+            m[z, y0:y1 + 1, x1] = True
+            m[z, y1, x0:x1 + 1] = True
+            m[z, y0 + 2:y1 + 1, x0] = True
+            y0, x0, y1, x1 = y0 + 2, x0 + 2, y1 - 2, x1 - 2
+        if z + 1 < shape[0]:
+            m[z + 1, (z * 3) % shape[1], (z * 5) % shape[2]] = True
+    return m
+
+
+def comb(shape):
+    """Teeth along x joined by a spine at z=0: one component that crosses every chunk."""
+    m = np.zeros(shape, bool)
+    m[0, :, :] = True
+    m[:, ::3, ::3] = True
+    return m
+
+
+def diagonal_corners(shape):
+    """Isolated voxels touching only at corners, along the main diagonal and across chunks."""
+    m = np.zeros(shape, bool)
+    for i in range(min(shape)):
+        m[i, i, i] = True
+    return m
+
+
+CHUNKINGS = [(7, 9, 5), (16, 16, 16), (40, 40, 40), (3, 50, 50), (50, 2, 50)]
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+def test_random_volumes_equal_scipy(connectivity, chunks, rng):
+    for density in (0.2, 0.35, 0.6):
+        mask = rng.random((33, 37, 29)) < density
+        check(mask, connectivity, chunks)
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+@pytest.mark.parametrize("make", [spiral, comb, diagonal_corners])
+@pytest.mark.parametrize("chunks", [(5, 6, 7), (8, 8, 8), (30, 30, 30)])
+def test_adversarial_shapes(connectivity, make, chunks):
+    check(make((30, 30, 30)), connectivity, chunks)
+
+
+def test_corner_only_contact_across_eight_blocks():
+    mask = np.zeros((4, 4, 4), bool)
+    mask[1, 1, 1] = mask[2, 2, 2] = True  # they touch at a corner across all three block faces
+    for conn, expected in ((6, 2), (18, 2), (26, 1)):
+        labels, n = label(da.from_array(mask, chunks=2), connectivity=conn)
+        assert n == expected
+        check(mask, conn, 2)
+
+
+@pytest.mark.parametrize("fill", [False, True])
+def test_empty_and_full(fill):
+    mask = np.full((20, 21, 22), fill)
+    labels, n = label(da.from_array(mask, chunks=(6, 7, 8)))
+    assert n == int(fill)
+    np.testing.assert_array_equal(labels.compute(), mask.astype(np.uint32))
+
+
+def test_single_voxel_and_single_chunk():
+    mask = np.zeros((9, 9, 9), bool)
+    mask[8, 8, 8] = True
+    check(mask, 26, (4, 4, 4))
+    check(mask, 26, (9, 9, 9))
+
+
+def test_numpy_input_and_int_mask(rng):
+    mask = (rng.random((20, 20, 20)) < 0.3).astype(np.uint8)
+    labels, n = label(mask, connectivity=6)
+    ref, n_ref = scipy_label(mask, 6)
+    assert isinstance(labels, np.ndarray) and n == n_ref
+    np.testing.assert_array_equal(labels, ref)
+
+
+def test_threshold_for_float_masks(rng):
+    grey = rng.random((15, 16, 17)).astype(np.float32)
+    labels, n = label(da.from_array(grey, chunks=6), threshold=0.7)
+    ref, n_ref = scipy_label(grey > 0.7, 26)
+    assert n == n_ref
+    np.testing.assert_array_equal(labels.compute(), ref)
+
+
+def test_bad_inputs(rng):
+    with pytest.raises(InputError, match="float"):
+        label(da.from_array(rng.random((8, 8, 8)), chunks=4))
+    with pytest.raises(InputError, match="connectivity"):
+        label(np.zeros((4, 4, 4), bool), connectivity=8)
+    with pytest.raises(InputError, match="3"):
+        label(np.zeros((4, 4), bool))
+    with pytest.raises(InputError, match="0/1"):
+        label(da.from_array(np.full((4, 4, 4), 3, np.uint8), chunks=2))[0].compute()
+
+
+def test_uint64_when_the_count_needs_it():
+    assert label_dtype(10) == np.uint32
+    assert label_dtype(2**32 + 5) == np.uint64
+
+
+def test_resolve_orders_components_by_first_voxel():
+    # two blocks; block 1's only label is first in raster order; a pair joins block0:2 and 1:1
+    pairs = np.array([[(0 << 32) | 2, (1 << 32) | 1]], dtype=np.uint64)
+    luts, n = resolve([2, 1], [np.array([50, 90]), np.array([10])], pairs)
+    assert n == 2
+    assert luts[0].tolist() == [0, 2, 1] and luts[1].tolist() == [0, 1]
+
+
+def test_on_local_cluster_and_zarr_output(client, tmp_path, rng):
+    mask = rng.random((40, 50, 30)) < 0.3
+    ref, n_ref = scipy_label(mask, 26)
+    labels, n = label(da.from_array(mask, chunks=(16, 17, 13)), out=tmp_path / "labels.zarr",
+                      voxel_size=2.0)
+    assert n == n_ref
+    assert labels.data.chunksize == (16, 17, 13)
+    assert labels.attrs["kind"] == "labels" and labels.attrs["voxel_size"] == (2.0, 2.0, 2.0)
+    np.testing.assert_array_equal(labels.values, ref)
+    # label the written store itself (a path input)
+    again, n2 = label(tmp_path / "labels.zarr", threshold=0)
+    assert n2 == n_ref
+
+
+@settings(max_examples=40, deadline=None)
+@given(mask=arrays(bool, st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(1, 12))),
+       chunk=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+       connectivity=st.sampled_from([6, 18, 26]))
+def test_hypothesis_any_mask_any_chunking(mask, chunk, connectivity):
+    check(mask, connectivity, chunk)
