@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,11 +93,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Convert a YAML/env value to a field's declared type (strings come from the environment)."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    optional = origin in (typing.Union, types.UnionType)
     if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
-        if origin is typing.Union and type(None) in typing.get_args(annotation):
+        if optional and type(None) in typing.get_args(annotation):
             return None
         raise InputError(f"config key {key!r} must not be empty")
-    if origin is typing.Union:  # Optional[X]
+    if optional:  # X | None
         annotation, origin = args[0], typing.get_origin(args[0])
     try:
         if annotation is bool:

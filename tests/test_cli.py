@@ -1,0 +1,82 @@
+"""CLI: help, ingest, info, label, measure, demo, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from click.testing import CliRunner
+
+from redoxflow.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_help_lists_commands():
+    res = run("--help")
+    assert res.exit_code == 0
+    for cmd in ("ingest", "info", "demo", "run", "label", "measure"):
+        assert cmd in res.output
+
+
+def test_ingest_info_label_measure(tmp_path, phantom):
+    np.save(tmp_path / "classes.npy", phantom.classes)
+    res = run("ingest", tmp_path / "classes.npy", tmp_path / "c.zarr", "--voxel-size", "5")
+    assert res.exit_code == 0, res.output
+    assert "kind classes" in res.output
+    res = run("info", tmp_path / "c.zarr")
+    assert res.exit_code == 0 and "[0, 1, 2, 3]" in res.output and "(5.0, 5.0, 5.0)" in res.output
+    res = run("label", tmp_path / "c.zarr", tmp_path / "l.zarr")
+    assert res.exit_code == 0, res.output
+    res = run("measure", tmp_path / "l.zarr", tmp_path / "b.csv", "--properties", "volume")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b.csv").read_text().startswith("bubble,volume_voxels")
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "redoxflow.cli", "ingest",
+                           str(tmp_path / "missing.tif"), str(tmp_path / "o.zarr")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    np.save(tmp_path / "v.npy", np.zeros((4, 4, 4), np.uint8))
+    res = run("ingest", tmp_path / "v.npy", tmp_path / "o.zarr", "--voxel-size", "-3")
+    assert res.exit_code == 2 and "voxel size" in res.output
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_existing_output_refused(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((4, 4, 4), np.uint8))
+    assert run("ingest", tmp_path / "v.npy", tmp_path / "o.zarr", "--voxel-size", "1").exit_code == 0
+    res = run("ingest", tmp_path / "v.npy", tmp_path / "o.zarr", "--voxel-size", "1")
+    assert res.exit_code == 2 and "--overwrite" in res.output
+
+
+def test_demo_end_to_end_and_resume(tmp_path):
+    out = tmp_path / "demo"
+    res = run("demo", "--output", out, "--shape", "32,64,64", "--workers", "2")
+    assert res.exit_code == 0, res.output
+    assert "Results are in" in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_bubbles"] > 0
+    assert (out / "labels.zarr").exists() and (out / "bubbles.csv").exists()
+    # a second run finds every artifact complete and gives the same summary
+    res = run("demo", "--output", out, "--shape", "32,64,64", "--workers", "2")
+    assert res.exit_code == 0
+    assert json.loads((out / "summary.json").read_text())["n_bubbles"] == summary["n_bubbles"]
+
+
+def test_run_dry_run_prints_slurm_job_script(tmp_path):
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    res = CliRunner().invoke(main, ["run", str(root / "configs" / "hpc-slurm.yaml"),
+                                    "--dry-run", "--profile",
+                                    str(root / "deployment" / "slurm.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "#SBATCH" in res.output
