@@ -18,7 +18,7 @@ _LAZY = {
     "Config": "redoxflow.config",
     "make_client": "redoxflow.cluster",
     "make_phantom": "redoxflow.synthetic",
-    "label": "redoxflow.label",
+    "label": "redoxflow.labeling",
     "regionprops": "redoxflow.measure",
 }
 

@@ -187,7 +187,7 @@ def run(config_path, dry_run, cluster, workers, profile):
 def label_cmd(store, out, class_id, connectivity, overwrite):
     """Label connected components of one class of STORE into the label store OUT."""
     from .io import open_volume
-    from .label import label
+    from .labeling import label
 
     vol = open_volume(store)
     _, n = label(vol.data == class_id, connectivity=int(connectivity), out=out,

@@ -30,7 +30,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     and ``bubbles.csv``.
     """
     from .io import ingest, open_volume
-    from .label import label
+    from .labeling import label
     from .measure import regionprops
 
     out = Path(cfg.output.directory)

@@ -103,6 +103,11 @@ def _paint_ellipsoid(instances: np.ndarray, b: Bubble, value: int) -> None:
     view[inside & (view == 0)] = value
 
 
+def _reach(b: Bubble, direction: np.ndarray) -> float:
+    """Distance from an (axis-aligned) ellipsoid's centre to its surface along a direction."""
+    return float(1 / np.sqrt(((direction / b.semi_axes) ** 2).sum()))
+
+
 def _place_bubbles(shape, surf, thickness, gasket, rng, n_bubbles) -> list[Bubble]:
     Z, Y, X = shape
     rmax = max(2.5, min(shape) / 10)
@@ -139,8 +144,7 @@ def _place_bubbles(shape, surf, thickness, gasket, rng, n_bubbles) -> list[Bubbl
         direction /= np.linalg.norm(direction)
         b = new(a.centre, "pair", 0.8)
         b.rotation = a.rotation = np.eye(3)
-        reach = lambda e: 1 / np.sqrt((((direction) / e.semi_axes) ** 2).sum())  # noqa: E731
-        b.centre = a.centre + direction * (reach(a) + reach(b) - 0.8)
+        b.centre = a.centre + direction * (_reach(a, direction) + _reach(b, direction) - 0.8)
         bubbles += [a, b]
     for _ in range(n_cut):  # centre near a z face: cut by the field of view
         c = random_centre()

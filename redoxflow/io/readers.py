@@ -226,9 +226,16 @@ def read_raw(path: Path, shape: Sequence[int] | None, dtype: str | None,
     if actual != expected:
         raise InputError(f"raw file {str(path)!r} has {actual} bytes but shape {shape} x "
                          f"{dt.name} needs {expected}: check --shape/--dtype")
-    mm = np.memmap(path, dtype=dt, mode="r", offset=offset, shape=shape)
     native = dt.newbyteorder("=")
-    return VolumeSource(shape, native, lambda z0, z1: np.asarray(mm[z0:z1], dtype=native),
+    plane = int(np.prod(shape[1:]))
+
+    def reader(z0: int, z1: int) -> np.ndarray:
+        # plain reads, not a memmap: mapped pages would count towards the resident memory
+        slab = np.fromfile(path, dtype=dt, count=(z1 - z0) * plane,
+                           offset=offset + z0 * plane * dt.itemsize)
+        return slab.reshape(z1 - z0, *shape[1:]).astype(native, copy=False)
+
+    return VolumeSource(shape, native, reader,
                         f"raw {path}")
 
 

@@ -367,7 +367,8 @@ def _compute_with_progress(collection, progress: bool, desc: str):
     if not progress:
         return dask.compute(collection)[0]
     try:
-        from distributed import get_client, progress as dprogress
+        from distributed import get_client
+        from distributed import progress as dprogress
 
         client = get_client()
     except (ImportError, ValueError):
@@ -380,14 +381,22 @@ def _compute_with_progress(collection, progress: bool, desc: str):
     return future.result()
 
 
-def _downsample_level(src_arr, dst_arr, index: tuple[int, ...], kind: str) -> None:
-    """Fill one pyramid level from the previous one, a chunk row of the target at a time."""
+def _downsample_level(src_arr, dst_arr, index: tuple[int, ...], kind: str,
+                      sub_slices: int = 16) -> None:
+    """Fill one pyramid level from the previous one, a chunk row of the target at a time.
+
+    Each target chunk row is assembled from sub-slabs of ``sub_slices`` target slices, so the
+    source read and the float temporaries stay a few chunks in size.
+    """
     cz = dst_arr.chunks[-3]
     nz = dst_arr.shape[-3]
     for z0 in range(0, nz, cz):
         z1 = min(z0 + cz, nz)
-        slab = src_arr[index + (slice(2 * z0, 2 * z1),)]
-        dst_arr[index + (slice(z0, z1),)] = downsample2(slab, kind)
+        out = np.empty((z1 - z0, *dst_arr.shape[-2:]), dtype=dst_arr.dtype)
+        for s0 in range(z0, z1, sub_slices):
+            s1 = min(s0 + sub_slices, z1)
+            out[s0 - z0:s1 - z0] = downsample2(src_arr[index + (slice(2 * s0, 2 * s1),)], kind)
+        dst_arr[index + (slice(z0, z1),)] = out
 
 
 def _as_source(source: Any, options: dict[str, Any]) -> VolumeSource | SeriesSource:

@@ -119,7 +119,7 @@ def regionprops(
     xarray.Dataset
         Coordinate ``bubble`` = label id; units in each variable's attrs.
     """
-    from ..label.chunked import as_dask
+    from ..labeling.chunked import as_dask
 
     props = _resolve_properties(properties)
     if spacing is None and hasattr(labels, "attrs"):

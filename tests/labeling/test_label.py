@@ -11,8 +11,8 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from redoxflow.errors import InputError
-from redoxflow.label import label
-from redoxflow.label.kernels import label_dtype, resolve
+from redoxflow.labeling import label
+from redoxflow.labeling.kernels import label_dtype, resolve
 
 RANK = {6: 1, 18: 2, 26: 3}
 
