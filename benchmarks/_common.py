@@ -17,6 +17,12 @@ def timed(fn, *args, **kwargs):
     return time.perf_counter() - t0, out
 
 
+def best_of(repeats: int, fn, *args, **kwargs):
+    """(fastest seconds, result) over ``repeats`` calls (the first call warms caches up)."""
+    runs = [timed(fn, *args, **kwargs) for _ in range(repeats)]
+    return min(r[0] for r in runs), runs[-1][1]
+
+
 def machine() -> dict:
     import os
 
