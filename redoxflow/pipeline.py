@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .config import Config
 from .errors import InputError
 
@@ -77,15 +75,16 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
         _write_table(ds, out)
     timings["measure"] = time.perf_counter() - t0
 
-    counts = np.bincount(classes.data.ravel().compute(), minlength=4) if classes.size < 2**28 \
-        else None
+    import dask.array as da
+
+    counts = da.bincount(classes.data.ravel(), minlength=4).compute()
     summary = {
         "output": str(out.absolute()),
         "shape": list(classes.shape),
         "voxel_size_um": list(classes.attrs["voxel_size"]),
         "n_bubbles": int(ds.sizes["bubble"]),
         "bubble_volume_um3": float(ds["volume"].sum()) if ds.sizes["bubble"] else 0.0,
-        "class_voxels": counts.tolist() if counts is not None else None,
+        "class_voxels": counts.tolist(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

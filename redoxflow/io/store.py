@@ -265,7 +265,7 @@ def ingest(
         warnings.warn("voxel size unknown: assuming 1 micrometre; pass voxel_size=",
                       stacklevel=2)
         vsize = (1.0, 1.0, 1.0)
-    if Path(store).absolute() == Path(os.fspath(source)).absolute() if isinstance(source, (str, os.PathLike)) else False:
+    if isinstance(source, (str, os.PathLike)) and Path(store).absolute() == Path(source).absolute():
         raise InputError("output store is the input itself: choose another output path")
     steps = src.steps if isinstance(src, SeriesSource) else [src]
     shape, dtype = src.shape, np.dtype(src.dtype)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
 from .chunked import Connectivity, as_dask, label_dask
 from .kernels import label_dtype
 
@@ -55,15 +54,11 @@ def label(
         Number of components.
     """
     if isinstance(mask, np.ndarray) and out is None:
-        from .chunked import _validate
+        from .chunked import _check_mask_block, _validate
         from .kernels import label_block
 
         _validate(mask, connectivity, threshold)
-        binary = mask > threshold if threshold is not None else mask
-        if binary.dtype != bool and binary.size and binary.max() > 1:
-            raise InputError(f"mask holds values up to {int(binary.max())}: a mask must be 0/1 "
-                             "or boolean; select a class (volume == 1) or pass threshold=")
-        labels, n = label_block(binary.astype(bool, copy=False), connectivity)
+        labels, n = label_block(_check_mask_block(mask, threshold), connectivity)
         return labels.astype(label_dtype(n), copy=False), n
     if voxel_size is None and hasattr(mask, "attrs"):
         voxel_size = mask.attrs.get("voxel_size")

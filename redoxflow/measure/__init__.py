@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.store import normalize_voxel_size
 from .filters import (
     filter_cut_by_fov,
     filter_degenerate,
@@ -36,17 +37,6 @@ MOMENT_PROPERTIES = ("volume", "centroid", "bbox", "inertia", "orientation", "to
                      "equivalent_diameter")
 SHAPE_PROPERTIES = ("surface_area", "sphericity", "solidity")
 FACES = ["z-", "z+", "y-", "y+", "x-", "x+"]
-
-
-def _check_spacing(spacing: Any) -> tuple[float, float, float]:
-    vals = tuple(float(s) for s in np.atleast_1d(spacing))
-    if len(vals) == 1:
-        vals = vals * 3
-    if len(vals) != 3:
-        raise InputError(f"spacing {spacing!r} has {len(vals)} values: give 3 (z, y, x)")
-    if not all(np.isfinite(v) and v > 0 for v in vals):
-        raise InputError(f"spacing {spacing!r} must be positive and finite")
-    return vals  # type: ignore[return-value]
 
 
 def _resolve_properties(properties: Any) -> set[str]:
@@ -128,7 +118,7 @@ def regionprops(
         from ..io import open_volume
 
         spacing = open_volume(labels).attrs["voxel_size"]
-    sp = _check_spacing(1.0 if spacing is None else spacing)
+    sp = normalize_voxel_size(1.0 if spacing is None else spacing)
     arr = as_dask(labels)
     if arr.ndim != 3:
         raise InputError(f"labels have {arr.ndim} dimensions, expected 3 (z, y, x)")
