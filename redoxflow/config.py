@@ -53,6 +53,18 @@ class LabelConfig:
 
 
 @dataclass
+class AnalyzeConfig:
+    """Bubble analysis options (``redoxflow.analyze``)."""
+
+    negative_side: str | None = None
+    compat: str | None = None
+    clean_z_isolated: bool = True
+    min_volume_voxels: int = 27
+    min_solidity: float | None = None
+    drop_cut_by_fov: bool = False
+
+
+@dataclass
 class InputConfig:
     """What the pipeline reads (a path, or ``synthetic`` for the built-in phantom)."""
 
@@ -79,6 +91,7 @@ class Config:
     io: IOConfig = field(default_factory=IOConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML serialisable)."""

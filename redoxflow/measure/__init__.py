@@ -78,6 +78,8 @@ def regionprops(
     mc_level: float = 0.5,
     mc_pad: bool = True,
     degenerate: float = np.nan,
+    flat_zeroes_both: bool = False,
+    canonical: bool = True,
     batch_voxels: int = 2**24,
 ):
     """Per-bubble properties of a label volume as an ``xarray.Dataset`` with dim ``bubble``.
@@ -98,9 +100,14 @@ def regionprops(
     ddof : int
         Covariance normalisation (0: population; 1: N - 1 as the reference).
     mc_level, mc_pad : float, bool
-        Marching-cubes iso-level on the 0/1 crop and whether to pad it closed.
+        Marching-cubes iso-level on the 0/1 crop (the bounding box grown by one voxel) and
+        whether to pad it closed where the volume's edge clips it.
     degenerate : float
         Elongation/flatness value when a denominator eigenvalue is 0.
+    flat_zeroes_both : bool
+        Set both elongation and flatness to ``degenerate`` when l3 == 0 (the reference).
+    canonical : bool
+        Canonicalise the major axis' sign (False: the raw ``eigh`` vector, as the reference).
     batch_voxels : int
         Upper bound of a crop batch's region (voxels).
 
@@ -125,16 +132,17 @@ def regionprops(
     if np.dtype(arr.dtype).kind not in "iu":
         raise InputError(f"labels have dtype {arr.dtype}: label a mask first with redoxflow.label")
     mom = _partial_sums(arr)
-    ds = _moment_dataset(mom, arr.shape, sp, ddof, degenerate)
+    ds = _moment_dataset(mom, arr.shape, sp, ddof, degenerate, flat_zeroes_both, canonical)
     if props & set(SHAPE_PROPERTIES):
         _add_shape(ds, arr, mom, sp, mc_level, mc_pad, batch_voxels)
     ds.attrs.update({"spacing": list(sp), "unit": "micrometer", "shape": list(arr.shape),
                      "ddof": ddof, "mc_level": mc_level, "mc_pad": int(mc_pad),
+                     "canonical_orientation": int(canonical),
                      "filters": "[]"})
     return ds
 
 
-def _moment_dataset(mom, shape, sp, ddof, degenerate):
+def _moment_dataset(mom, shape, sp, ddof, degenerate, flat_zeroes_both=False, canonical=True):
     import xarray as xr
 
     n = mom["n"]
@@ -142,7 +150,9 @@ def _moment_dataset(mom, shape, sp, ddof, degenerate):
     s = np.asarray(sp)
     denom = np.maximum(n - ddof, 1)[:, None, None]
     cov = mom["m2"] / denom * (s[None, :, None] * s[None, None, :])
-    vals, major, elong, flat = principal_axes(cov, degenerate)
+    vals, major, elong, flat = principal_axes(cov, degenerate, canonical=canonical)
+    if flat_zeroes_both:
+        elong = np.where(vals[:, 2] > 0, elong, degenerate)
     theta, phi = orientation_angles(major)
     touches = np.concatenate([mom["bbmin"] == 0, mom["bbmax"] == np.asarray(shape) - 1], axis=1)
     touches = touches[:, [0, 3, 1, 4, 2, 5]]
@@ -197,10 +207,16 @@ def _add_shape(ds, arr, mom, sp, level, pad, budget):
     import dask
 
     tasks = []
-    batches = _crop_batches(mom["bbmin"], mom["bbmax"], arr.shape, budget)
+    shape = np.asarray(arr.shape)
+    grown_min = np.maximum(mom["bbmin"] - 1, 0)  # one voxel of margin, clipped to the volume
+    grown_max = np.minimum(mom["bbmax"] + 1, shape - 1)
+    clip_lo = grown_min - (mom["bbmin"] - 1)
+    clip_hi = (mom["bbmax"] + 1) - grown_max
+    batches = _crop_batches(grown_min, grown_max, arr.shape, budget)
     for members, lo, hi in batches:
         region = arr[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
-        boxes = [tuple(mom["bbmin"][i] - lo) + tuple(mom["bbmax"][i] - lo + 1) for i in members]
+        boxes = [tuple(grown_min[i] - lo) + tuple(grown_max[i] - lo + 1)
+                 + tuple(clip_lo[i]) + tuple(clip_hi[i]) for i in members]
         tasks.append(dask.delayed(crop_measures, pure=True)(
             region, mom["ids"][members].tolist(), boxes, sp, level, pad))
     results = dask.compute(tasks)[0]

@@ -74,11 +74,12 @@ def reduce_moments(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarr
     return {"ids": ids, "n": n, "mean": mean, "m2": m2, "bbmin": bbmin, "bbmax": bbmax}
 
 
-def principal_axes(cov: np.ndarray, degenerate: float = np.nan):
+def principal_axes(cov: np.ndarray, degenerate: float = np.nan, *, canonical: bool = True):
     """Eigen-decomposition of (k, 3, 3) covariances, largest first, with derived shape numbers.
 
     Returns eigenvalues (k, 3) descending, the major-axis unit vector (k, 3) in (z, y, x) with
-    its sign canonicalised (x >= 0, then y >= 0, then z >= 0), elongation sqrt(l1/l2) and
+    its sign canonicalised (x >= 0, then y >= 0, then z >= 0) unless ``canonical`` is False,
+    elongation sqrt(l1/l2) and
     flatness sqrt(l2/l3) (``degenerate`` where the denominator is 0).
     """
     if len(cov) == 0:
@@ -88,7 +89,8 @@ def principal_axes(cov: np.ndarray, degenerate: float = np.nan):
     major = vecs[:, :, -1].copy()
     scale = np.abs(vals[:, :1]).clip(1e-300)
     vals = np.where(vals < 1e-12 * scale, 0.0, vals)
-    major = canonical_sign(major)
+    if canonical:
+        major = canonical_sign(major)
     with np.errstate(divide="ignore", invalid="ignore"):
         elong = np.where(vals[:, 1] > 0, np.sqrt(vals[:, 0] / vals[:, 1]), degenerate)
         flat = np.where(vals[:, 2] > 0, np.sqrt(vals[:, 1] / vals[:, 2]), degenerate)

@@ -1,0 +1,100 @@
+"""Electrode separation: the membrane as a surface x = f(z, y), half-cells, the cell region.
+
+Pure functions on small 2D maps (one value per image row); the orchestration in
+:mod:`redoxflow.analyze.core` builds the maps with dask reductions over the class volume.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+OUTSIDE, LOW, MEMBRANE, HIGH = 0, 1, 2, 3
+SIDES = {"low": LOW, "high": HIGH}
+
+
+def membrane_band(xsum: np.ndarray, count: np.ndarray):
+    """The membrane band of each row: centred on its voxels' mean x, as wide as their count.
+
+    For a solid run first..last this is exactly (first - 0.5, last + 0.5), so a voxel is on
+    the low side when x < low and on the high side when x > high (pixel-exact); a row whose
+    membrane has gaps gets a compact band at the membrane's centre instead of the full
+    first..last span, so bubbles caught in the gaps are assigned to a half-cell.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mid = xsum / count
+    return mid - count / 2.0, mid + count / 2.0
+
+
+def fill_missing(first: np.ndarray, last: np.ndarray, present: np.ndarray):
+    """Fill rows without membrane from the nearest rows that have one (2D nearest neighbour).
+
+    Rows with membrane keep their exact positions; a missing row takes the
+    positions of the closest row (in the (z, y) plane) that has membrane, so a gap never
+    re-cuts whole slices. Returns float maps (NaN everywhere when there is no membrane).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    if not present.any():
+        nan = np.full(first.shape, np.nan)
+        return nan, nan.copy()
+    if present.all():
+        return first.astype(float), last.astype(float)
+    first, last = np.where(present, first, 0), np.where(present, last, 0)
+    _, (iz, iy) = distance_transform_edt(~present, return_indices=True)
+    return first[iz, iy].astype(float), last[iz, iy].astype(float)
+
+
+def utile_cuts(first: np.ndarray, last: np.ndarray, present: np.ndarray):
+    """The reference's row-wise cut positions, including its per-slice fallback.
+
+    For each image row the reference keeps x >= first membrane voxel in the right half and
+    x < last membrane voxel in the left half. A row without membrane that follows a row with
+    membrane in the same slice re-cuts every row of that slice at the running mean of the
+    first positions seen so far (rounded half to even); cuts only ever grow the removed part.
+    Returns (right_start, left_stop): the right half is x >= right_start, the left x < left_stop.
+    """
+    nz, ny = first.shape
+    right = np.where(present, first, 0).astype(np.int64)
+    big = np.iinfo(np.int64).max
+    left = np.where(present, last, big).astype(np.int64)
+    count = np.cumsum(present, axis=1)
+    total = np.cumsum(np.where(present, first, 0), axis=1)
+    fallback = ~present & (count > 0)
+    for z in np.flatnonzero(fallback.any(axis=1)):
+        means = np.round(total[z, fallback[z]] / count[z, fallback[z]]).astype(np.int64)
+        right[z] = np.maximum(right[z], means.max())
+        left[z] = np.minimum(left[z], means.min())
+    return right, left
+
+
+def check_sheet(first: np.ndarray, last: np.ndarray, present: np.ndarray, width: int) -> None:
+    """Raise a clear error when class 2 is not a sheet across x (the membrane's geometry)."""
+    if not present.any():
+        return
+    thickness = np.median((last - first + 1)[present])
+    coverage = present.mean()
+    if coverage < 0.5 or thickness > width / 3:
+        raise InputError(
+            f"class 2 (membrane) is not a sheet across the x axis: it is found in "
+            f"{coverage:.0%} of the image rows with a median thickness of {thickness:.0f} of "
+            f"{width} voxels; check the class ids (0 electrolyte, 1 bubble, 2 membrane, "
+            "3 gasket) and that axis order is (z, y, x) with the membrane normal along x")
+
+
+def side_of_points(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Half-cell code (LOW or HIGH) of voxel-coordinate points (k, 3) (z, y, x).
+
+    A point is on the side of the membrane band's mid-surface it lies on (bubbles cannot be
+    inside the membrane; a centroid in the band belongs to the nearer side); OUTSIDE where
+    the band is unknown.
+    """
+    if len(points) == 0:
+        return np.zeros(0, np.uint8)
+    z = np.clip(np.rint(points[:, 0]).astype(int), 0, low.shape[0] - 1)
+    y = np.clip(np.rint(points[:, 1]).astype(int), 0, low.shape[1] - 1)
+    mid = (low[z, y] + high[z, y]) / 2
+    code = np.where(points[:, 2] < mid, LOW, HIGH).astype(np.uint8)
+    code[np.isnan(mid)] = OUTSIDE
+    return code
