@@ -20,7 +20,7 @@ _LAZY = {
     "make_phantom": "redoxflow.synthetic",
     "label": "redoxflow.labeling",
     "regionprops": "redoxflow.measure",
-    "analyze": "redoxflow.analyze",
+    "analyze": "redoxflow.analysis",
 }
 
 __all__ = ["__version__", *_LAZY]

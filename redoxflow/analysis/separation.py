@@ -1,7 +1,7 @@
 """Electrode separation: the membrane as a surface x = f(z, y), half-cells, the cell region.
 
 Pure functions on small 2D maps (one value per image row); the orchestration in
-:mod:`redoxflow.analyze.core` builds the maps with dask reductions over the class volume.
+:mod:`redoxflow.analysis.core` builds the maps with dask reductions over the class volume.
 """
 
 from __future__ import annotations
