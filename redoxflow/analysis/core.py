@@ -571,7 +571,7 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         tree.to_zarr(tmp, mode="w", consolidated=False)
     if netcdf:
         part = out / ".results.nc.partial"
-        tree.to_netcdf(part)
+        tree.to_netcdf(part, engine="h5netcdf")
         part.replace(out / "results.nc")
     if csv:
         part = out / ".bubbles.csv.partial"

@@ -267,8 +267,8 @@ def test_config_sets_negative_side_and_filters():
     cfg = rf.load_config(overrides={"analyze.negative_side": "low",
                                     "analyze.min_volume_voxels": 1})
     v = _cell()
-    v[4, 4, 3] = v[4, 4, 4] = 1
-    v[3, 4, 3] = v[5, 4, 3] = 1
+    v[3:5, 4:6, 3:5] = 1  # 8 voxels: below the default 27-voxel minimum
+    assert int(rf.analyze(v, negative_side="low")["summary/n_bubbles"]) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tree = rf.analyze(v, config=cfg)
