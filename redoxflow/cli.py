@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from . import __version__
 from .errors import RedoxflowError
@@ -222,3 +223,36 @@ def measure(labels, table, properties):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("classes", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--negative-side", type=click.Choice(["low", "high"]),
+              help="Half along x that is the negative electrode (default: config, else high).")
+@click.option("--compat", type=click.Choice(["utile"]), help="Reproduce UTILE-Redox exactly.")
+@click.option("--voxel-size", help="Micrometres: one number or z,y,x (default: the store's).")
+@click.option("--split-touching", is_flag=True, default=None,
+              help="Watershed-split bubbles that touch through sub-voxel films.")
+@click.option("--netcdf", is_flag=True, help="Also write results.nc.")
+@click.option("--csv", is_flag=True, help="Also write bubbles.csv.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing results.zarr.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML config file.")
+@user_errors
+def analyze(classes, out, negative_side, compat, voxel_size, split_touching, netcdf, csv,
+            overwrite, config_path):
+    """Bubble analysis of the class store CLASSES, written to OUT/results.zarr."""
+    from .analysis import analyze as run_analysis
+    from .config import load_config
+
+    cfg = load_config(config_path, {"analyze.split_touching": split_touching})
+    tree = run_analysis(str(classes), spacing=voxel_size, negative_side=negative_side,
+                        compat=compat, config=cfg, out=out, overwrite=overwrite, netcdf=netcdf,
+                        csv=csv, progress=True)
+    s = tree["summary"]
+    lines = [f"wrote {out / 'results.zarr'}"]
+    for key in ("bubble_volume_fraction", "bubble_electrolyte_ratio", "n_bubbles",
+                "membrane_blocked_voxels", "membrane_blocked_fraction"):
+        values = np.atleast_1d(s[key].values)
+        lines.append(f"  {key}: " + ", ".join(f"{v:.6g}" for v in values))
+    click.echo("\n".join(lines))

@@ -62,6 +62,9 @@ class AnalyzeConfig:
     min_volume_voxels: int = 27
     min_solidity: float | None = None
     drop_cut_by_fov: bool = False
+    split_touching: bool = False
+    split_min_distance: float = 3.0
+    split_h: float = 2.0
 
 
 @dataclass

@@ -11,7 +11,10 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["analyze", "bubble_frame", "write_results"]
+from .tracking import track
+from .watershed import split_touching
+
+__all__ = ["analyze", "bubble_frame", "split_touching", "track", "write_results"]
 
 
 def analyze(

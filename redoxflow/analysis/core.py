@@ -312,6 +312,20 @@ def _filter(ds, compat, acfg):
 
 # --- the whole analysis of one volume ---------------------------------------------------------
 
+def _split_labels(bubbles, spacing, acfg, scratch):
+    """Watershed-split labels of the cleaned bubbles (in memory), written to the scratch."""
+    import dask.array as da
+
+    from ..io.store import write_dask
+    from .watershed import split_touching
+
+    labels, n = split_touching(bubbles.compute(), spacing=spacing,
+                               min_distance=acfg.split_min_distance, h=acfg.split_h)
+    written = write_dask(da.from_array(labels, chunks=bubbles.chunks), scratch / "labels.zarr",
+                         voxel_size=spacing, kind="labels", overwrite=True, levels=1)
+    return written, n
+
+
 class _Phases:
     """Wall time per phase, recorded in the result's attrs."""
 
@@ -365,8 +379,12 @@ def analyze_volume(arr, spacing, *, negative_side: Literal["low", "high"],
     raw = dask.compute([(arr == 1).sum(axis=a) for a in range(3)])[0]
 
     phase("counts_density")
-    labels, n_components = label(masks["bubbles"], connectivity=26, out=scratch / "labels.zarr",
-                                 voxel_size=spacing, overwrite=True, progress=progress)
+    if acfg.split_touching:
+        labels, n_components = _split_labels(masks["bubbles"], spacing, acfg, scratch)
+    else:
+        labels, n_components = label(masks["bubbles"], connectivity=26,
+                                     out=scratch / "labels.zarr", voxel_size=spacing,
+                                     overwrite=True, progress=progress)
     labels = labels.data
     mc = dict(mc_level=0.0, mc_pad=False, ddof=1, degenerate=0.0, flat_zeroes_both=True,
               canonical=False) if compat else {}
@@ -473,6 +491,7 @@ def _summary(counts, table, contacts, maps, spacing, compat, n_components, n_all
     data["bubble_voxels"] = (bubble, "bubble voxels in the negative electrode")
     neg = table["half"].values == 1
     data["n_bubbles"] = (int(neg.sum()), "bubbles kept in the negative electrode")
+    data["n_bubbles_cell"] = (int(table.sizes["bubble"]), "bubbles kept in the whole cell")
     data["n_components"] = (int(n_components), "26-connected bubble components labelled")
     data["n_measured"] = (int(n_all), "components before the filters")
     present = maps["present"]
@@ -568,7 +587,7 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     store = out / "results.zarr"
     with atomic_store(store, overwrite=overwrite) as tmp:
-        tree.to_zarr(tmp, mode="w", consolidated=False)
+        tree.map_over_datasets(_vlen_strings).to_zarr(tmp, mode="w", consolidated=False)
     if netcdf:
         part = out / ".results.nc.partial"
         tree.to_netcdf(part, engine="h5netcdf")
@@ -579,6 +598,15 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         part.replace(out / "bubbles.csv")
     shutil.rmtree(out / ".scratch", ignore_errors=True)
     return store
+
+
+def _vlen_strings(ds):
+    """Fixed-width unicode has no Zarr v3 spec: store strings as variable-length UTF-8."""
+    def fix(v):
+        return v.astype(object) if v.dtype.kind == "U" else v
+
+    ds = ds.assign_coords({k: fix(c) for k, c in ds.coords.items()})
+    return ds.assign({k: fix(v) for k, v in ds.data_vars.items()})
 
 
 def bubble_frame(ds):

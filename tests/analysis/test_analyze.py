@@ -303,3 +303,99 @@ def test_analyze_reads_a_store_with_its_voxel_size(phantom, tmp_path):
     tree = rf.analyze(str(tmp_path / "c.zarr"), negative_side="high")
     assert tree.attrs["spacing"] == list(phantom.voxel_size)
     assert tree.attrs["input"].endswith("c.zarr")
+
+
+# --- 4D series, tracking, watershed -------------------------------------------------------------
+
+def _ball(shape, centre, r):
+    zz, yy, xx = np.indices(shape)
+    return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= r * r
+
+
+def test_split_touching_separates_two_overlapping_balls():
+    from redoxflow.analysis import split_touching
+
+    mask = _ball((30, 30, 40), (15, 15, 13), 7) | _ball((30, 30, 40), (15, 15, 26), 7)
+    labels, n = split_touching(mask)
+    assert n == 2
+    assert labels[15, 15, 13] != labels[15, 15, 26]
+    assert labels[15, 15, 13] == 1  # raster order of first voxels
+    assert ((labels > 0) == mask).all()
+    _, n_merged = rf.label(mask)
+    assert n_merged == 1
+
+
+def test_track_events_move_split_merge_birth_death():
+    from redoxflow.analysis import track
+
+    shape = (20, 40, 60)
+    t0 = np.zeros(shape, np.uint32)
+    t1 = np.zeros(shape, np.uint32)
+    t0[_ball(shape, (10, 10, 10), 4)] = 1  # moves by one voxel
+    t1[_ball(shape, (10, 10, 11), 4)] = 1
+    t0[5:15, 25:35, 5:25] = 2  # splits into two halves
+    t1[5:15, 25:35, 5:14] = 2
+    t1[5:15, 25:35, 16:25] = 3
+    t0[5:15, 5:15, 30:38] = 3  # dies
+    t1[5:15, 20:30, 45:55] = 4  # is born
+    ds = track([t0, t1])
+    ev = dict(zip(zip(ds["source"].values.tolist(), ds["target"].values.tolist()),
+                  ds["event"].values.tolist()))
+    assert ev == {(1, 1): 0, (2, 2): 1, (2, 3): 1}
+    assert ds["births"].values.tolist() == [3, 1] and ds["deaths"].values.tolist() == [0, 1]
+    assert ds["track_1"].values[0] == ds["track_0"].values[0]
+    assert len(set(ds["track_1"].values.tolist())) == 4
+
+
+def test_series_gives_time_dims_and_tracks(phantom):
+    from scipy import ndimage as ndi
+
+    moved = ndi.shift(phantom.classes, (0, 0, 1), order=0, mode="nearest")
+    tree = rf.analyze(np.stack([phantom.classes, moved]), spacing=phantom.voxel_size,
+                      negative_side="high")
+    assert tree["summary"].sizes["time"] == 2
+    assert tree["density/xy_count"].dims[0] == "time"
+    links = tree["tracks"].to_dataset()
+    n0 = int((tree["bubbles/time"] == 0).sum())
+    assert links.sizes["link"] >= n0 - 2  # shifting by one voxel keeps nearly every bubble
+    assert float(links["iou"].min()) > 0.3
+
+
+@pytest.mark.realdata
+def test_foam_series_watershed_and_tracking(shared_data):
+    import tifffile
+    from skimage.filters import threshold_otsu
+
+    steps = []
+    for f in sorted((shared_data / "foam_4d").glob("Raw_*.tiff"))[:2]:
+        a = tifffile.imread(f)
+        steps.append((a < threshold_otsu(a)).astype(np.uint8))
+    cfg = rf.load_config(overrides={"analyze.split_touching": True,
+                                    "analyze.min_volume_voxels": 1})
+    with pytest.warns(RuntimeWarning, match="no membrane"):
+        tree = rf.analyze(np.stack(steps), spacing=2.75, negative_side="high", config=cfg)
+    counts = tree["summary/n_bubbles_cell"].values
+    assert (counts > 400).all() and (counts < 600).all()  # about 450 bubbles per step
+    links = tree["tracks"].to_dataset()
+    assert (links["event"] == 0).sum() > 0.8 * counts[1]
+
+
+def test_cli_analyze(phantom, tmp_path):
+    from click.testing import CliRunner
+
+    from redoxflow.cli import main
+
+    rf.ingest(phantom.classes, tmp_path / "c.zarr", kind="classes", voxel_size=10)
+    res = CliRunner().invoke(main, ["analyze", str(tmp_path / "c.zarr"), str(tmp_path / "out"),
+                                    "--negative-side", "high", "--csv"])
+    assert res.exit_code == 0, res.output
+    assert "bubble_volume_fraction" in res.output
+    assert (tmp_path / "out" / "results.zarr").is_dir()
+    assert (tmp_path / "out" / "bubbles.csv").is_file()
+    again = CliRunner().invoke(main, ["analyze", str(tmp_path / "c.zarr"), str(tmp_path / "out"),
+                                      "--negative-side", "high"])
+    assert again.exit_code == 2 and "overwrite" in again.output
+    assert "Traceback" not in again.output
+    bad = CliRunner().invoke(main, ["analyze", str(tmp_path / "nope.zarr"), str(tmp_path / "o2")])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    assert not (tmp_path / "o2" / "results.zarr").exists()
