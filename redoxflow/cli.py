@@ -117,8 +117,10 @@ def _summarise(summary: dict) -> None:
         f"Done. {summary['n_bubbles']} bubbles ({summary['bubble_volume_um3']:.4g} um^3) in a "
         f"{'x'.join(map(str, summary['shape']))} volume at {summary['voxel_size_um']} um; "
         f"stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
+        f"R_bv (negative electrode) {summary['bubble_volume_fraction']:.4g}, blocked membrane "
+        f"fraction {summary['membrane_blocked_fraction']:.4g}.\n"
         f"Results are in {summary['output']} (classes.zarr, labels.zarr, bubbles.nc, "
-        f"bubbles.csv, summary.json).")
+        f"bubbles.csv, results.zarr, summary.json).")
 
 
 def _run(cfg, dry_run: bool = False) -> None:

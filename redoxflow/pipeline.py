@@ -25,7 +25,8 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     Stages: the input (a class volume path, or ``synthetic``: the built-in phantom whose ground
     truth classes stand in for segmentation) is ingested to ``classes.zarr``; bubbles
     (class 1) are labelled into ``labels.zarr``; per-bubble properties go to ``bubbles.nc``
-    and ``bubbles.csv``.
+    and ``bubbles.csv``; the VRFB analysis (half-cells, R_bv, density, blockage, wall
+    distances) goes to ``results.zarr``.
     """
     from .io import ingest, open_volume
     from .labeling import label
@@ -75,6 +76,20 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
         _write_table(ds, out)
     timings["measure"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    results = out / "results.zarr"
+    if not _done(results):
+        from .analysis import analyze
+
+        side = cfg.analyze.negative_side or ("high" if cfg.input.source == "synthetic" else None)
+        tree = analyze(classes_store, config=cfg, negative_side=side, out=out,
+                       progress=progress)
+    else:
+        import xarray as xr
+
+        tree = xr.open_datatree(results, engine="zarr", consolidated=False)
+    timings["analyze"] = time.perf_counter() - t0
+
     import dask.array as da
 
     counts = da.bincount(classes.data.ravel(), minlength=4).compute()
@@ -85,6 +100,8 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
         "n_bubbles": int(ds.sizes["bubble"]),
         "bubble_volume_um3": float(ds["volume"].sum()) if ds.sizes["bubble"] else 0.0,
         "class_voxels": counts.tolist(),
+        "bubble_volume_fraction": float(tree["summary/bubble_volume_fraction"]),
+        "membrane_blocked_fraction": float(tree["summary/membrane_blocked_fraction"]),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
