@@ -11,10 +11,12 @@ import numpy as np
 
 from ..errors import InputError
 
+from .core import halfcell_map
 from .tracking import track
 from .watershed import split_touching
 
-__all__ = ["analyze", "bubble_frame", "split_touching", "track", "write_results"]
+__all__ = ["analyze", "bubble_frame", "halfcell_map", "split_touching", "track",
+           "write_results"]
 
 
 def analyze(

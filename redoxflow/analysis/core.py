@@ -121,6 +121,34 @@ def _masks(arr, maps, compat, negative, clean):
             "membrane": arr == 2, "gasket": arr == 3}
 
 
+def halfcell_map(classes: Any, *, negative_side: Literal["low", "high"] = "high",
+                 spacing: Any = None):
+    """The half-cell of every voxel as a lazy ``xarray.DataArray`` of uint8 codes.
+
+    0 outside the cell (gasket, beyond the gaskets, a removed half), 1 negative electrode,
+    2 membrane band, 3 positive electrode; the separation of :func:`redoxflow.analyze`.
+    """
+    import dask.array as da
+    import xarray as xr
+
+    arr, sp, _ = open_classes(classes, spacing)
+    if arr.ndim != 3:
+        raise InputError("halfcell_map takes one (z, y, x) volume: select a time step")
+    maps = _row_maps(arr)
+    if not maps["present"].any():
+        raise InputError("no membrane (class 2) in the volume: the half-cells are undefined")
+    lo, hi = sep.membrane_band(maps["xsum"], maps["count"])
+    maps["first_filled"], maps["last_filled"] = sep.fill_missing(lo, hi, maps["present"])
+    regions = _masks(arr, maps, None, negative_side, False)["regions"]
+    code = da.where(~regions["cell"], 0,
+                    da.where(regions["negative"], 1, da.where(regions["positive"], 3, 2)))
+    coords = {d: np.arange(n) * s for d, n, s in zip("zyx", arr.shape, sp)}
+    return xr.DataArray(code.astype(np.uint8), dims=("z", "y", "x"), coords=coords,
+                        attrs={"flag_values": [0, 1, 2, 3], "voxel_size": list(sp),
+                               "flag_meanings": " ".join(HALF_NAMES),
+                               "negative_side": negative_side})
+
+
 # --- pass 2: counts and density maps --------------------------------------------------------
 
 def _counts_and_density(masks):

@@ -399,3 +399,19 @@ def test_cli_analyze(phantom, tmp_path):
     bad = CliRunner().invoke(main, ["analyze", str(tmp_path / "nope.zarr"), str(tmp_path / "o2")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
     assert not (tmp_path / "o2" / "results.zarr").exists()
+
+
+def test_halfcell_map_codes(phantom):
+    from redoxflow.analysis import halfcell_map
+
+    hc = halfcell_map(phantom.classes, negative_side="high").values
+    first, last, has = oracle.row_extent(phantom.classes)
+    z, y = np.argwhere(has & (last - first < 20))[0]
+    row = hc[z, y]
+    assert (row[:first[z, y]] == 3).all() and (row[last[z, y] + 1:] == 1).all()
+    assert (row[first[z, y]:last[z, y] + 1] == 2).all()
+    assert (hc[phantom.classes == 3] == 0).all()
+    flipped = halfcell_map(phantom.classes, negative_side="low").values
+    assert ((hc == 1) == (flipped == 3)).all()
+    with pytest.raises(InputError, match="no membrane"):
+        halfcell_map(np.zeros((4, 5, 6), np.uint8))
