@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -85,7 +86,8 @@ def analyze(
     from .core import _checksum
 
     scratch = scratch_dir(out)
-    work = Path(scratch.name) if hasattr(scratch, "name") else scratch
+    temporary = isinstance(scratch, tempfile.TemporaryDirectory)
+    work = Path(scratch.name) if temporary else scratch
     try:
         if arr.ndim == 4:
             from .tracking import analyze_series
@@ -105,7 +107,7 @@ def analyze(
         if out is not None:
             write_results(tree, out, overwrite=overwrite, netcdf=netcdf, csv=csv)
     finally:
-        if hasattr(scratch, "cleanup"):
+        if temporary:
             scratch.cleanup()
     return tree
 

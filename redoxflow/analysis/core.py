@@ -606,7 +606,10 @@ def open_classes(classes: Any, spacing: Any):
 
 def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
                   netcdf: bool = False, csv: bool = False) -> Path:
-    """Write ``results.zarr`` (and optionally ``results.nc`` / ``bubbles.csv``) atomically."""
+    """Write ``results.zarr`` (and optionally ``results.nc`` / ``bubbles.csv``) atomically.
+
+    The analysis' label store (ids of the bubble table) is kept as ``bubble_labels.zarr``.
+    """
     import shutil
 
     from ..io.store import atomic_store
@@ -624,6 +627,12 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         part = out / ".bubbles.csv.partial"
         bubble_frame(tree["bubbles"].to_dataset()).to_csv(part)
         part.replace(out / "bubbles.csv")
+    labels = out / ".scratch" / "labels.zarr"
+    if labels.exists():  # the analysis labels (ids of the bubble table), kept for pictures
+        target = out / "bubble_labels.zarr"
+        if target.exists():
+            shutil.rmtree(target)
+        labels.rename(target)
     shutil.rmtree(out / ".scratch", ignore_errors=True)
     return store
 

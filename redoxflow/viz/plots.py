@@ -1,0 +1,132 @@
+"""Matplotlib figures of an analysis: density maps, histograms, orientation, time series."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+PLANES = {"xy": ("x", "y"), "xz": ("x", "z"), "zy": ("y", "z")}
+HISTOGRAMS = (("volume", True, "volume (um^3)"), ("sphericity", False, "sphericity"),
+              ("elongation", True, "elongation"), ("flatness", True, "flatness"),
+              ("nearest_wall_distance", False, "distance to the nearest wall (um)"),
+              ("closest_distance", False, "closest distance (voxel)"))
+
+
+def _figure(*args, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def density_maps(density, *, region: str | None = None, cmap: str = "viridis"):
+    """Bubble counts projected on the XY, XZ and ZY planes with physical axes and colour bars.
+
+    ``region`` picks negative/positive/cell (default: negative when present, else the
+    unmasked projection). ``cmap="jet"`` gives the reference's look.
+    """
+    fig, axes = _figure(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    for ax, (plane, (h, v)) in zip(axes, PLANES.items()):
+        name = f"{plane}_count"
+        if name in density and "region" in density[name].dims:
+            regions = list(density["region"].values)
+            pick = region or ("negative" if "negative" in regions else regions[0])
+            if pick not in regions:
+                raise InputError(f"region {pick!r} not in the density maps: {regions}")
+            data, label = density[name].sel(region=pick), f"{plane.upper()} ({pick})"
+        else:
+            data, label = density[f"{plane}_unmasked"], f"{plane.upper()} (whole volume)"
+        dims = data.dims
+        img = data.transpose(dims[0], dims[1]).values
+        extent = [float(density[dims[1]].min()), float(density[dims[1]].max()),
+                  float(density[dims[0]].max()), float(density[dims[0]].min())]
+        im = ax.imshow(img, cmap=cmap, extent=extent, aspect="equal")
+        ax.set_xlabel(f"{dims[1]} (um)")
+        ax.set_ylabel(f"{dims[0]} (um)")
+        ax.set_title(label)
+        fig.colorbar(im, ax=ax, label="bubble voxels per column")
+    return fig
+
+
+def histograms(bubbles):
+    """Histograms of the per-bubble shape numbers present in the table (log10 where apt)."""
+    present = [(k, log, lab) for k, log, lab in HISTOGRAMS if k in bubbles]
+    if not present:
+        raise InputError("the bubble table has none of " + ", ".join(k for k, _, _ in HISTOGRAMS))
+    fig, axes = _figure(1, len(present), figsize=(4 * len(present), 3.6), constrained_layout=True)
+    for ax, (key, log, label) in zip(np.atleast_1d(axes), present):
+        v = bubbles[key].values.astype(float)
+        v = v[np.isfinite(v)]
+        if log:
+            v = np.log10(v[v > 0])
+            label = f"log10 {label}"
+        ax.hist(v, bins=min(40, max(5, len(v) // 3 or 5)), color="tab:red", alpha=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("bubbles")
+    return fig
+
+
+def orientation_polar(bubbles):
+    """Polar map of the major-axis orientation: angle theta, radius phi (degrees)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "theta" not in bubbles or "phi" not in bubbles:
+        raise InputError("the bubble table has no theta/phi")
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="polar")
+    sc = ax.scatter(np.radians(bubbles["theta"].values), bubbles["phi"].values,
+                    c=np.log10(np.maximum(bubbles["volume_voxels"].values, 1)), cmap="viridis",
+                    s=12)
+    ax.set_title("major axis: theta (angle) vs phi (radius, deg)")
+    ax.set_xlabel("theta (deg)")
+    ax.set_ylabel("phi (deg)")
+    fig.colorbar(sc, ax=ax, label="log10 volume (voxels)", shrink=0.7)
+    return fig
+
+
+def time_series(summary):
+    """R_bv, bubble count and blocked membrane fraction versus time (4D results)."""
+    if "time" not in summary.dims:
+        raise InputError("the summary has no time dim: time series need a 4D analysis")
+    keys = [("bubble_volume_fraction", "R_bv (negative)"), ("n_bubbles_cell", "bubbles"),
+            ("membrane_blocked_fraction", "blocked membrane fraction")]
+    fig, axes = _figure(1, 3, figsize=(14, 3.6), constrained_layout=True)
+    t = summary["time"].values
+    for ax, (key, label) in zip(axes, keys):
+        ax.plot(t, summary[key].values, "o-")
+        ax.set_xlabel("time step")
+        ax.set_ylabel(label)
+    return fig
+
+
+def tracks_plot(bubbles, *, max_tracks: int = 200):
+    """Trajectories (centroid x vs y, coloured by track) of the longest tracks."""
+    if "track" not in bubbles:
+        raise InputError("the bubble table has no track ids: tracks need a 4D analysis")
+    fig, ax = _figure(figsize=(6, 6))
+    track = bubbles["track"].values
+    ids, counts = np.unique(track, return_counts=True)
+    longest = ids[np.argsort(-counts)][:max_tracks]
+    c = bubbles["centroid"].values
+    for tid in longest:
+        sel = np.flatnonzero(track == tid)
+        sel = sel[np.argsort(bubbles["time"].values[sel])]
+        ax.plot(c[sel, 2], c[sel, 1], "-", lw=1)
+    ax.set_xlabel("x (um)")
+    ax.set_ylabel("y (um)")
+    ax.set_title(f"bubble tracks ({len(longest)} longest)")
+    return fig
+
+
+def save(fig, path) -> None:
+    """Write a figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,173 @@
+"""A single self-contained HTML report of an analysis (images embedded, sortable table)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+SORT_JS = """<script>
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0];
+  const rows = Array.from(body.rows);
+  const asc = th.dataset.asc !== '1'; th.dataset.asc = asc ? '1' : '0';
+  rows.sort((a, b) => { const x = a.cells[i].innerText, y = b.cells[i].innerText;
+    const nx = parseFloat(x), ny = parseFloat(y);
+    const c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny; return asc ? c : -c; });
+  rows.forEach(r => body.appendChild(r));
+}));
+</script>"""
+STYLE = """<style>body{font-family:sans-serif;margin:2em;max-width:1300px}
+table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}
+th{cursor:pointer;background:#eee}img{max-width:100%}.note{color:#a33}</style>"""
+
+
+def _table(frame, sortable=False) -> str:
+    cls = ' class="sortable"' if sortable else ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
+    rows = []
+    for idx, row in frame.iterrows():
+        cells = "".join(f"<td>{_fmt(v)}</td>" for v in row.values)
+        rows.append(f"<tr><td>{html.escape(str(idx))}</td>{cells}</tr>")
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.5g}"
+    return html.escape(str(v))
+
+
+def _embed(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    mime = "image/gif" if path.suffix == ".gif" else "image/png"
+    return f'<img src="data:{mime};base64,{data}" alt="{path.stem}">'
+
+
+def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
+           render_3d: bool = True, orbit_frames: int = 0, progress: bool = False) -> Path:
+    """Write ``report.html`` (and the PNGs under ``figures/``) next to ``results.zarr``.
+
+    Figures whose variables are missing are skipped with a note in the report; 3D scenes
+    need the class store recorded in the results' provenance and ``bubble_labels.zarr``.
+    """
+    import xarray as xr
+
+    from . import plots
+
+    results = Path(results)
+    if not results.exists():
+        raise InputError(f"{results} does not exist: run `redoxflow analyze` first")
+    tree = xr.open_datatree(results, engine="zarr", consolidated=False)
+    if "summary" not in tree.children:
+        raise InputError(f"{results} is not an analysis result (no summary group)")
+    folder = results.parent
+    out = Path(out) if out else folder / "report.html"
+    figs = folder / "figures"
+    figs.mkdir(exist_ok=True)
+    sections, notes = [], []
+    summary = tree["summary"].to_dataset()
+    bubbles = tree["bubbles"].to_dataset() if "bubbles" in tree.children else None
+    density = tree["density"].to_dataset() if "density" in tree.children else None
+
+    def figure(name, title, make):
+        try:
+            fig = make()
+        except InputError as exc:
+            notes.append(f"{title}: skipped ({exc})")
+            return
+        path = figs / f"{name}.png"
+        plots.save(fig, path)
+        sections.append(f"<h3>{html.escape(title)}</h3>{_embed(path)}")
+
+    n_bubbles = 0 if bubbles is None else bubbles.sizes.get("bubble", 0)
+    if density is not None:
+        figure("density", "Density maps", lambda: plots.density_maps(density))
+    if n_bubbles:
+        figure("histograms", "Bubble shape histograms", lambda: plots.histograms(bubbles))
+        figure("orientation", "Orientation", lambda: plots.orientation_polar(bubbles))
+    else:
+        notes.append("No bubbles were kept: no histograms, orientation map or bubble table.")
+    if "time" in summary.dims:
+        figure("time_series", "Time series", lambda: plots.time_series(summary))
+        if n_bubbles:
+            figure("tracks", "Bubble tracks", lambda: plots.tracks_plot(bubbles))
+    if render_3d:
+        sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles)
+    summary_frame = _summary_frame(summary)
+    body = [f"<h1>redoxflow report</h1><p>{html.escape(str(results.absolute()))}</p>",
+            "<h2>Summary</h2>", _table(summary_frame)]
+    if notes:
+        body.append("<h2>Notes</h2><ul>" + "".join(
+            f'<li class="note">{html.escape(n)}</li>' for n in notes) + "</ul>")
+    body += ["<h2>Figures</h2>", *sections]
+    if n_bubbles:
+        from ..analysis import bubble_frame
+
+        frame = bubble_frame(bubbles)
+        body += [f"<h2>Bubbles ({n_bubbles}; click a header to sort)</h2>",
+                 _table(frame, sortable=True)]
+    prov = {k: v for k, v in tree.attrs.items() if k != "config"}
+    config = tree.attrs.get("config", "{}")
+    body += ["<h2>Provenance</h2>", f"<pre>{html.escape(json.dumps(prov, indent=2, default=str))}</pre>",
+             "<h2>Config</h2>",
+             f"<pre>{html.escape(json.dumps(json.loads(config), indent=2))}</pre>"]
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>redoxflow report</title>" \
+           f"{STYLE}</head><body>{''.join(body)}{SORT_JS}</body></html>"
+    part = out.with_name(f".{out.name}.partial")
+    part.write_text(page)
+    part.replace(out)
+    return out
+
+
+def _summary_frame(summary):
+    import pandas as pd
+
+    rows = {}
+    for k, v in summary.data_vars.items():
+        vals = np.atleast_1d(v.values)
+        rows[k] = {"value": ", ".join(f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
+                                      for x in vals),
+                   "description": v.attrs.get("long_name", "")}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "quantity"
+    return frame
+
+
+def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bubbles: int):
+    from . import scene
+
+    classes = tree.attrs.get("input", "")
+    labels = folder / "bubble_labels.zarr"
+    out = []
+    if not classes or not Path(classes).exists():
+        notes.append("3D scenes: skipped (the class volume is not a store on disk)")
+        return out
+    try:
+        scene.screenshot(scene.scene_cell(classes), figs / "cell.png")
+        out.append(f"<h3>Segmented cell</h3>{_embed(figs / 'cell.png')}")
+        if orbit_frames:
+            scene.orbit(scene.scene_cell(classes), figs / "cell_orbit.gif", frames=orbit_frames)
+            out.append(f"<h3>Orbit</h3>{_embed(figs / 'cell_orbit.gif')}")
+        if labels.exists() and n_bubbles:
+            bubbles = tree["bubbles"].to_dataset()
+            scene.screenshot(scene.scene_property(str(labels), bubbles, "sphericity",
+                                                  classes=classes), figs / "sphericity.png")
+            out.append(f"<h3>Bubbles by sphericity</h3>{_embed(figs / 'sphericity.png')}")
+            ids = tree["blockage/contact_bubble"].values if "blockage" in tree.children else []
+            if len(ids):
+                scene.screenshot(scene.scene_blockage(classes, str(labels), ids),
+                                 figs / "blockage.png")
+                out.append(f"<h3>Membrane-blocking bubbles</h3>{_embed(figs / 'blockage.png')}")
+        else:
+            notes.append("bubble renders: skipped (no bubble_labels.zarr or no bubbles)")
+    except Exception as exc:  # a render failure must not lose the rest of the report
+        notes.append(f"3D scenes: failed ({type(exc).__name__}: {exc})")
+    return out

@@ -1,0 +1,213 @@
+"""Off-screen 3D scenes with pyvista: the cell, bubbles by property, blockage, half-cells."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+PALETTE = {"electrolyte": (1.0, 1.0, 0.0), "bubble": (1.0, 0.0, 0.0),
+           "membrane": (0.0, 0.0, 1.0), "gasket": (0.0, 0.8, 0.0)}
+HALF_COLOURS = {1: (1.0, 0.55, 0.0), 3: (0.55, 0.2, 0.9)}  # negative orange, positive purple
+MAX_RENDER_VOXELS = 2**24
+
+
+def _pyvista():
+    from ..errors import require
+
+    pv = require("pyvista", "viz")
+    pv.OFF_SCREEN = True
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    return pv
+
+
+def render_volume(source: Any, *, max_voxels: int = MAX_RENDER_VOXELS):
+    """(numpy volume, spacing, note) at the finest level with at most ``max_voxels`` voxels.
+
+    Stores use their pyramid; arrays are subsampled by powers of two (nearest neighbour), so
+    memory stays bounded for any input size. ``note`` says which level is shown.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        from ..io import open_volume
+
+        top = open_volume(source)
+        level = 0
+        while np.prod(top.shape) / 8 ** level > max_voxels and level + 1 < top.attrs["n_levels"]:
+            level += 1
+        vol = open_volume(source, level=level)
+        data, spacing, step = vol.data, vol.attrs["voxel_size"], 1
+        while np.prod(data.shape) > max_voxels:
+            data, step = data[::2, ::2, ::2], step * 2
+        spacing = tuple(s * step for s in spacing)
+        note = f"pyramid level {level}" + (f", subsampled x{step}" if step > 1 else "")
+        return np.asarray(data), spacing, note + f" ({'x'.join(map(str, data.shape))} voxels)"
+    spacing = tuple(source.attrs.get("voxel_size", (1.0, 1.0, 1.0))) \
+        if hasattr(source, "attrs") else (1.0, 1.0, 1.0)
+    data = source.data if hasattr(source, "dims") else source
+    step = 1
+    while np.prod(data.shape) > max_voxels:
+        data, step = data[::2, ::2, ::2], step * 2
+    data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+    note = "full resolution" if step == 1 else f"subsampled x{step}"
+    return data, tuple(s * step for s in spacing), note + f" ({'x'.join(map(str, data.shape))} voxels)"
+
+
+def _grid(volume: np.ndarray, spacing: Sequence[float]):
+    """A pyvista ImageData with x, y, z = array axes 2, 1, 0 (physical spacing)."""
+    pv = _pyvista()
+    grid = pv.ImageData(dimensions=volume.shape[::-1], spacing=tuple(spacing)[::-1])
+    return grid
+
+
+def surface(mask: np.ndarray, spacing: Sequence[float], *, decimate: float = 0.0):
+    """Closed iso-surface (0.5) of a boolean mask, optionally decimated (fraction removed)."""
+    pv = _pyvista()
+    if not mask.any():
+        return pv.PolyData()
+    grid = _grid(np.pad(mask, 1), spacing)
+    grid.origin = tuple(-s for s in tuple(spacing)[::-1])
+    grid.point_data["m"] = np.pad(mask, 1).astype(np.float32).ravel(order="C")
+    mesh = grid.contour([0.5], scalars="m")
+    if decimate > 0 and mesh.n_cells > 1000:
+        mesh = mesh.decimate(decimate)
+    return mesh
+
+
+def _plotter(size, title: str):
+    pv = _pyvista()
+    pl = pv.Plotter(off_screen=True, window_size=list(size))
+    pl.set_background("white")
+    if title:
+        pl.add_text(title, font_size=9, color="black", position="upper_left")
+    return pl
+
+
+def scene_cell(classes: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS,
+               decimate: float = 0.5):
+    """The segmented cell: bubbles red, membrane blue, gaskets green, electrolyte faint."""
+    vol, sp, note = render_volume(classes, max_voxels=max_voxels)
+    pl = _plotter(size, f"segmented cell - {note}")
+    for cid, name, opacity in ((3, "gasket", 0.35), (2, "membrane", 0.45), (1, "bubble", 1.0)):
+        mesh = surface(vol == cid, sp, decimate=decimate)
+        if mesh.n_points:
+            pl.add_mesh(mesh, color=PALETTE[name], opacity=opacity, smooth_shading=True,
+                        label=name)
+    outline = _grid(vol, sp).outline()
+    pl.add_mesh(outline, color=PALETTE["electrolyte"], line_width=2)
+    pl.add_legend(bcolor="white", face="rectangle", size=(0.18, 0.15))
+    pl.camera_position = "iso"
+    return pl
+
+
+def _point_labels(mesh, labels: np.ndarray, spacing) -> np.ndarray:
+    """The label each surface point belongs to (max of its 8 neighbouring voxels)."""
+    idx = np.asarray(mesh.points)[:, ::-1] / np.asarray(spacing)
+    lo = np.clip(np.floor(idx).astype(int), 0, np.asarray(labels.shape) - 1)
+    hi = np.clip(lo + 1, 0, np.asarray(labels.shape) - 1)
+    out = np.zeros(len(idx), labels.dtype)
+    for corner in np.ndindex(2, 2, 2):
+        pick = np.where(np.asarray(corner, bool), hi, lo)
+        out = np.maximum(out, labels[tuple(pick.T)])
+    return out
+
+
+def scene_property(labels: Any, bubbles, prop: str, *, size=(800, 800), cmap: str = "viridis",
+                   log: bool = False, max_voxels: int = MAX_RENDER_VOXELS,
+                   classes: Any = None):
+    """Bubbles coloured by a per-bubble property, with a colour bar (membrane in grey)."""
+    valid = [k for k, v in bubbles.data_vars.items() if v.dims == ("bubble",)
+             and np.issubdtype(v.dtype, np.number)]
+    if prop not in valid:
+        raise InputError(f"unknown bubble property {prop!r}; valid: {', '.join(sorted(valid))}")
+    vol, sp, note = render_volume(labels, max_voxels=max_voxels)
+    pl = _plotter(size, f"bubbles by {prop} - {note}")
+    ids = bubbles["bubble"].values.astype(np.int64)
+    values = bubbles[prop].values.astype(float)
+    if log:
+        values = np.log10(np.where(values > 0, values, np.nan))
+    lut = np.full(int(max(vol.max(), ids.max(initial=0))) + 1, np.nan)
+    lut[ids[ids < len(lut)]] = values[ids < len(lut)]
+    mesh = surface(np.isin(vol, ids), sp)
+    if mesh.n_points:
+        mesh.point_data[prop] = lut[_point_labels(mesh, vol, sp)]
+        pl.add_mesh(mesh, scalars=prop, cmap=cmap, nan_color="lightgrey", smooth_shading=True,
+                    scalar_bar_args={"title": f"log10 {prop}" if log else prop,
+                                     "color": "black"})
+    if classes is not None:
+        cvol, csp, _ = render_volume(classes, max_voxels=max_voxels)
+        mem = surface(cvol == 2, csp, decimate=0.5)
+        if mem.n_points:
+            pl.add_mesh(mem, color="grey", opacity=0.25)
+    pl.camera_position = "iso"
+    return pl
+
+
+def scene_blockage(classes: Any, labels: Any, blocking_ids: Sequence[int], *, size=(800, 800),
+                   max_voxels: int = MAX_RENDER_VOXELS):
+    """The membrane (blue) with the bubbles that block it (red); other bubbles hidden."""
+    cvol, csp, note = render_volume(classes, max_voxels=max_voxels)
+    lvol, lsp, _ = render_volume(labels, max_voxels=max_voxels)
+    pl = _plotter(size, f"membrane-blocking bubbles ({len(blocking_ids)}) - {note}")
+    mem = surface(cvol == 2, csp, decimate=0.5)
+    if mem.n_points:
+        pl.add_mesh(mem, color=PALETTE["membrane"], opacity=0.6, label="membrane")
+    blk = surface(np.isin(lvol, np.asarray(blocking_ids, dtype=lvol.dtype)), lsp)
+    if blk.n_points:
+        pl.add_mesh(blk, color=PALETTE["bubble"], smooth_shading=True, label="blocking bubbles")
+    pl.camera_position = "yz"
+    return pl
+
+
+def scene_halfcells(halfcells: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS):
+    """Negative (orange) and positive (purple) half-cells around the membrane band (blue)."""
+    vol, sp, note = render_volume(halfcells, max_voxels=max_voxels)
+    pl = _plotter(size, f"half-cells - {note}")
+    for code, name, colour in ((1, "negative", HALF_COLOURS[1]), (2, "membrane", PALETTE["membrane"]),
+                               (3, "positive", HALF_COLOURS[3])):
+        mesh = surface(vol == code, sp, decimate=0.5)
+        if mesh.n_points:
+            pl.add_mesh(mesh, color=colour, opacity=0.5 if code != 2 else 0.9, label=name)
+    pl.add_legend(bcolor="white", face="rectangle", size=(0.18, 0.12))
+    pl.camera_position = "iso"
+    return pl
+
+
+def screenshot(plotter, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Render the scene; write a PNG when ``path`` is given; returns the (h, w, 3) image."""
+    img = plotter.screenshot(str(path) if path else None, return_img=True)
+    plotter.close()
+    return img
+
+
+def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float = 3.0,
+          elevation: float = 20.0) -> Path:
+    """Write an orbit animation of a scene (GIF, or MP4 with imageio-ffmpeg)."""
+    import imageio.v3 as iio
+
+    if frames < 2:
+        raise InputError(f"frames={frames}: an orbit needs at least 2 frames")
+    path = Path(path)
+    plotter.camera.elevation = elevation
+    images = []
+    for _ in range(frames):
+        images.append(plotter.screenshot(return_img=True))
+        plotter.camera.azimuth += 360.0 / frames
+    plotter.close()
+    part = path.with_name(f".{path.name}.partial{path.suffix}")
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(part, np.stack(images), duration=duration * 1000 / frames, loop=0)
+    elif path.suffix.lower() == ".mp4":
+        try:
+            iio.imwrite(part, np.stack(images), fps=frames / duration)
+        except Exception as exc:  # imageio raises plain errors when no ffmpeg plugin exists
+            raise InputError(f"cannot write MP4 ({exc}); install imageio-ffmpeg or use .gif") \
+                from exc
+    else:
+        raise InputError(f"{path.name}: orbit writes .gif or .mp4")
+    part.replace(path)
+    return path
