@@ -120,7 +120,8 @@ def _summarise(summary: dict) -> None:
         f"R_bv (negative electrode) {summary['bubble_volume_fraction']:.4g}, blocked membrane "
         f"fraction {summary['membrane_blocked_fraction']:.4g}.\n"
         f"Results are in {summary['output']} (classes.zarr, labels.zarr, bubbles.nc, "
-        f"bubbles.csv, results.zarr, summary.json).")
+        f"bubbles.csv, results.zarr, summary.json)."
+        + (f"\nReport: {summary['report']}" if summary.get("report") else ""))
 
 
 def _run(cfg, dry_run: bool = False) -> None:
@@ -161,7 +162,8 @@ def demo(output, shape, seed, overwrite, cluster, workers, profile):
     cfg = load_config(None, {"output.directory": str(out), "input.source": "synthetic",
                              "input.shape": list(_ints(shape)), "input.seed": seed,
                              "cluster.cluster": cluster, "cluster.workers": workers,
-                             "cluster.profile": profile})
+                             "cluster.profile": profile, "output.orbit_frames": 24,
+                             "analyze.negative_side": "high"})
     _run(cfg)
 
 
@@ -258,3 +260,18 @@ def analyze(classes, out, negative_side, compat, voxel_size, split_touching, net
         values = np.atleast_1d(s[key].values)
         lines.append(f"  {key}: " + ", ".join(f"{v:.6g}" for v in values))
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="HTML path (default: next to it).")
+@click.option("--orbit-frames", default=0, show_default=True,
+              help="Also write an orbit GIF of the cell with this many frames.")
+@click.option("--no-3d", is_flag=True, help="Skip the pyvista scenes (plots only).")
+@user_errors
+def report(results, out, orbit_frames, no_3d):
+    """Write a self-contained HTML report (and PNGs) of RESULTS.zarr."""
+    from .viz import report as make_report
+
+    path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames)
+    click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")

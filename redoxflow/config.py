@@ -83,6 +83,8 @@ class OutputConfig:
 
     directory: str = "redoxflow-results"
     overwrite: bool = False
+    report: bool = True
+    orbit_frames: int = 0
 
 
 @dataclass

@@ -90,11 +90,20 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
         tree = xr.open_datatree(results, engine="zarr", consolidated=False)
     timings["analyze"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    report_path = out / "report.html"
+    if cfg.output.report and not _done(report_path):
+        from .viz import report
+
+        report(results, report_path, orbit_frames=cfg.output.orbit_frames)
+    timings["report"] = time.perf_counter() - t0
+
     import dask.array as da
 
     counts = da.bincount(classes.data.ravel(), minlength=4).compute()
     summary = {
         "output": str(out.absolute()),
+        "report": str(report_path.absolute()) if report_path.exists() else None,
         "shape": list(classes.shape),
         "voxel_size_um": list(classes.attrs["voxel_size"]),
         "n_bubbles": int(ds.sizes["bubble"]),

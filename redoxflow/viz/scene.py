@@ -192,11 +192,12 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
     if frames < 2:
         raise InputError(f"frames={frames}: an orbit needs at least 2 frames")
     path = Path(path)
-    plotter.camera.elevation = elevation
+    plotter.camera.Elevation(elevation)
     images = []
     for _ in range(frames):
+        plotter.render()
         images.append(plotter.screenshot(return_img=True))
-        plotter.camera.azimuth += 360.0 / frames
+        plotter.camera.Azimuth(360.0 / frames)
     plotter.close()
     part = path.with_name(f".{path.name}.partial{path.suffix}")
     if path.suffix.lower() == ".gif":
