@@ -66,9 +66,17 @@ def label_kernel(backend: Backend):
 def _label_cc3d(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
     import cc3d
 
+    # cc3d (26-connectivity) under-sizes its union-find on blocks with a length-1 axis and
+    # raises "maximum length exception" (e.g. a 1x1x3 block T F T). A background layer
+    # appended after such an axis changes neither the components nor their raster order.
+    thin = [(0, 1 if n == 1 else 0) for n in mask.shape]
+    padded = np.pad(mask, thin) if any(p for _, p in thin) else mask
     labels, n = cc3d.connected_components(
-        np.ascontiguousarray(mask), connectivity=connectivity, return_N=True, out_dtype=np.uint32
+        np.ascontiguousarray(padded), connectivity=connectivity, return_N=True,
+        out_dtype=np.uint32
     )
+    if padded is not mask:
+        labels = np.ascontiguousarray(labels[tuple(slice(0, n_) for n_ in mask.shape)])
     return labels, int(n)
 
 

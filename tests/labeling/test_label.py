@@ -164,3 +164,18 @@ def test_on_local_cluster_and_zarr_output(client, tmp_path, rng):
        connectivity=st.sampled_from([6, 18, 26]))
 def test_hypothesis_any_mask_any_chunking(mask, chunk, connectivity):
     check(mask, connectivity, chunk)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 3, 1), (3, 1, 1), (3, 1, 5), (1, 1, 1)])
+def test_thin_blocks_label_like_scipy(shape, rng):
+    """cc3d fails on blocks with a length-1 axis at 26-connectivity; the kernel pads them."""
+    from redoxflow._backend import label_kernel
+
+    kernel = label_kernel("numpy")
+    for _ in range(20):
+        mask = rng.random(shape) < 0.5
+        for conn, rank in ((6, 1), (18, 2), (26, 3)):
+            labels, n = kernel(mask, conn)
+            ref, k = ndimage.label(mask, ndimage.generate_binary_structure(3, rank))
+            assert n == k
+            np.testing.assert_array_equal(labels, ref)
