@@ -6,8 +6,9 @@ Passes over the data, each a bounded dask computation:
    volume and those maps; one pass counts voxels and projects the density maps;
 3. the cleaned bubbles are labelled into a scratch Zarr store (exact chunked labeling) and
    measured (:func:`redoxflow.regionprops`);
-4. one pass with a 1-voxel halo finds membrane/gasket contacts, another the wall boundary
-   voxels for the KD-trees of the distance measures.
+4. one pass with a 1-voxel halo finds the membrane/gasket contacts and the walls' boundary
+   voxels (the KD-trees of the distance measures); one more pass over the labels gives each
+   bubble's exact surface distance to those walls.
 """
 
 from __future__ import annotations
@@ -65,15 +66,24 @@ def _row_maps(arr) -> dict[str, np.ndarray]:
 
 
 def _checksum(arr) -> str:
-    """A blake2b digest of the volume (per-block digests in block order, combined)."""
+    """A blake2b digest of the volume that does not depend on its chunking.
+
+    Slabs of whole (y, x) slices (at most ~64 MiB each) give one digest per slice; the
+    slice digests, in z order, are hashed together.
+    """
     import dask
 
-    parts = dask.compute([dask.delayed(_block_digest)(b) for b in arr.to_delayed().ravel()])[0]
-    return hashlib.blake2b("".join(parts).encode(), digest_size=16).hexdigest()
+    slice_bytes = int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+    slab = max(1, min(arr.shape[0], (64 << 20) // max(slice_bytes, 1)))
+    blocks = arr.rechunk((slab, -1, -1)).to_delayed().ravel()
+    parts = dask.compute([dask.delayed(_slice_digests)(b) for b in blocks])[0]
+    return hashlib.blake2b("".join(d for p in parts for d in p).encode(),
+                           digest_size=16).hexdigest()
 
 
-def _block_digest(block) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(block).tobytes(), digest_size=16).hexdigest()
+def _slice_digests(block) -> list[str]:
+    return [hashlib.blake2b(np.ascontiguousarray(s).tobytes(), digest_size=16).hexdigest()
+            for s in block]
 
 
 # --- the lazy masks --------------------------------------------------------------------------

@@ -415,3 +415,15 @@ def test_halfcell_map_codes(phantom):
     assert ((hc == 1) == (flipped == 3)).all()
     with pytest.raises(InputError, match="no membrane"):
         halfcell_map(np.zeros((4, 5, 6), np.uint8))
+
+
+def test_input_checksum_ignores_chunking(phantom):
+    import dask.array as da
+
+    from redoxflow.analysis.core import _checksum
+
+    a = _checksum(da.from_array(phantom.classes, chunks=(7, 13, 80)))
+    b = _checksum(da.from_array(phantom.classes, chunks=(48, 80, 80)))
+    changed = phantom.classes.copy()
+    changed[5, 5, 5] ^= 1
+    assert a == b != _checksum(da.from_array(changed, chunks=(48, 80, 80)))
