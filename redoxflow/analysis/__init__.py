@@ -101,7 +101,7 @@ def analyze(
             "redoxflow_version": __version__, "config": cfg.to_json(),
             "compat": compat or "none", "negative_side": negative_side,
             "input": description, "input_shape": list(arr.shape),
-            "input_checksum": "blake2b:" + _checksum(arr if arr.ndim == 3 else arr.reshape((-1,) + arr.shape[2:])),
+            "input_checksum": "blake2b:" + _checksum(arr.reshape((-1,) + arr.shape[-2:])),
             "spacing": list(sp if not compat else (1.0, 1.0, 1.0)),
             "unit": "voxel" if compat else "micrometer"})
         if out is not None:
