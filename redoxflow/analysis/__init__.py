@@ -11,7 +11,6 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
-
 from .core import halfcell_map
 from .tracking import track
 from .watershed import split_touching

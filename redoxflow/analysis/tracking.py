@@ -104,7 +104,6 @@ def assign_tracks(steps: list[np.ndarray], links: list[dict]) -> list[np.ndarray
 def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
                    progress: bool = False):
     """Analyse each time step, then link bubbles between consecutive steps."""
-    import xarray as xr
 
     from ..io import open_volume
     from .core import analyze_volume

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import InputError
 
-PLANES = {"xy": ("x", "y"), "xz": ("x", "z"), "zy": ("y", "z")}
+PLANES = ("xy", "xz", "zy")  # projections along z, y and x
 HISTOGRAMS = (("volume", True, "volume (um^3)"), ("sphericity", False, "sphericity"),
               ("elongation", True, "elongation"), ("flatness", True, "flatness"),
               ("nearest_wall_distance", False, "distance to the nearest wall (um)"),
@@ -29,7 +29,7 @@ def density_maps(density, *, region: str | None = None, cmap: str = "viridis"):
     unmasked projection). ``cmap="jet"`` gives the reference's look.
     """
     fig, axes = _figure(1, 3, figsize=(15, 4.6), constrained_layout=True)
-    for ax, (plane, (h, v)) in zip(axes, PLANES.items()):
+    for ax, plane in zip(axes, PLANES):
         name = f"{plane}_count"
         if name in density and "region" in density[name].dims:
             regions = list(density["region"].values)
