@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from .plots import density_maps, histograms, orientation_polar, time_series, tracks_plot
 from .report import report
-from .scene import (orbit, render_volume, scene_blockage, scene_cell, scene_halfcells,  # noqa: I001
-                    scene_property, screenshot)
+from .scene import (
+    orbit,
+    render_volume,
+    scene_blockage,
+    scene_cell,
+    scene_halfcells,
+    scene_property,
+    screenshot,
+)
 
 __all__ = ["density_maps", "histograms", "orbit", "orientation_polar", "render_volume",
            "report", "scene_blockage", "scene_cell", "scene_halfcells", "scene_property",
