@@ -41,6 +41,8 @@ def render_volume(source: Any, *, max_voxels: int = MAX_RENDER_VOXELS):
             level += 1
         vol = open_volume(source, level=level)
         data, spacing, step = vol.data, vol.attrs["voxel_size"], 1
+        if data.ndim == 4:  # a series: show its last step
+            data = data[-1]
         while np.prod(data.shape) > max_voxels:
             data, step = data[::2, ::2, ::2], step * 2
         spacing = tuple(s * step for s in spacing)
@@ -89,10 +91,12 @@ def _plotter(size, title: str):
 
 def scene_cell(classes: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS,
                decimate: float = 0.5):
-    """The segmented cell: bubbles red, membrane blue, gaskets green, electrolyte faint."""
+    """The segmented cell: bubbles red, membrane blue, gaskets green, electrolyte faint yellow
+    (the reference's palette), inside a yellow outline of the field of view."""
     vol, sp, note = render_volume(classes, max_voxels=max_voxels)
     pl = _plotter(size, f"segmented cell - {note}")
-    for cid, name, opacity in ((3, "gasket", 0.35), (2, "membrane", 0.45), (1, "bubble", 1.0)):
+    for cid, name, opacity in ((0, "electrolyte", 0.04), (3, "gasket", 0.35),
+                               (2, "membrane", 0.45), (1, "bubble", 1.0)):
         mesh = surface(vol == cid, sp, decimate=decimate)
         if mesh.n_points:
             pl.add_mesh(mesh, color=PALETTE[name], opacity=opacity, smooth_shading=True,
