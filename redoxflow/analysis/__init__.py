@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from ..errors import InputError
-from .core import halfcell_map
+from .core import bubble_frame, halfcell_map, write_results
 from .tracking import track
 from .watershed import split_touching
 
@@ -61,7 +60,7 @@ def analyze(
     """
     from .. import __version__
     from ..config import load_config
-    from .core import analyze_volume, open_classes, scratch_dir, write_results
+    from .core import analyze_volume, open_classes, scratch_dir
 
     cfg = config or load_config()
     acfg = cfg.analyze
@@ -82,8 +81,6 @@ def analyze(
         raise StoreExistsError(f"{Path(out) / 'results.zarr'} exists: pass overwrite=True "
                                "(--overwrite) or choose another output directory")
     arr, sp, description = open_classes(classes, spacing)
-    from .core import _checksum
-
     scratch = scratch_dir(out)
     temporary = isinstance(scratch, tempfile.TemporaryDirectory)
     work = Path(scratch.name) if temporary else scratch
@@ -100,7 +97,6 @@ def analyze(
             "redoxflow_version": __version__, "config": cfg.to_json(),
             "compat": compat or "none", "negative_side": negative_side,
             "input": description, "input_shape": list(arr.shape),
-            "input_checksum": "blake2b:" + _checksum(arr.reshape((-1,) + arr.shape[-2:])),
             "spacing": list(sp if not compat else (1.0, 1.0, 1.0)),
             "unit": "voxel" if compat else "micrometer"})
         if out is not None:
@@ -108,21 +104,6 @@ def analyze(
     finally:
         if temporary:
             scratch.cleanup()
+        else:  # nothing half-made is left beside the results, whatever happened
+            shutil.rmtree(work, ignore_errors=True)
     return tree
-
-
-def bubble_frame(ds):
-    """The bubble table as a pandas DataFrame (coded variables decoded to names)."""
-    from .core import bubble_frame as _frame
-
-    return _frame(ds)
-
-
-def write_results(tree, out, **kwargs):
-    """Write an analysis DataTree to ``out/results.zarr`` (see :func:`analyze`)."""
-    from .core import write_results as _write
-
-    return _write(tree, out, **kwargs)
-
-
-del np

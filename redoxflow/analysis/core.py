@@ -41,8 +41,9 @@ def _flags(names):
 
 # --- pass 1: row maps ----------------------------------------------------------------------
 
-def _row_maps(arr) -> dict[str, np.ndarray]:
-    """Class counts, membrane extent per (z, y) row and gasket bounds per (z, x) line."""
+def _row_maps(arr) -> dict[str, Any]:
+    """Pass 1: class counts, the volume's checksum, the membrane extent and band of every
+    (z, y) row (filled where missing) and the gasket bounds of every (z, x) line."""
     import dask
     import dask.array as da
 
@@ -59,14 +60,17 @@ def _row_maps(arr) -> dict[str, np.ndarray]:
         "xsum": da.where(mem, xs, 0).sum(axis=2, dtype=np.int64),
         "gasket_low": da.where(gas & (ys < ny // 2), ys, -1).max(axis=1),
         "gasket_high": da.where(gas & (ys >= ny // 2), ys, ny).min(axis=1),
+        "checksum": _checksum(arr),
     }
     (out,) = dask.compute(lazy)
     out["present"] = out["last"] >= 0
+    low, high = sep.membrane_band(out["xsum"], out["count"])
+    out["band_low"], out["band_high"] = sep.fill_missing(low, high, out["present"])
     return out
 
 
-def _checksum(arr) -> str:
-    """A blake2b digest of the volume that does not depend on its chunking.
+def _checksum(arr):
+    """A lazy blake2b digest of the volume that does not depend on its chunking.
 
     Slabs of whole (y, x) slices (at most ~64 MiB each) give one digest per slice; the
     slice digests, in z order, are hashed together.
@@ -76,14 +80,18 @@ def _checksum(arr) -> str:
     slice_bytes = int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
     slab = max(1, min(arr.shape[0], (64 << 20) // max(slice_bytes, 1)))
     blocks = arr.rechunk((slab, -1, -1)).to_delayed().ravel()
-    parts = dask.compute([dask.delayed(_slice_digests)(b) for b in blocks])[0]
-    return hashlib.blake2b("".join(d for p in parts for d in p).encode(),
-                           digest_size=16).hexdigest()
+    return dask.delayed(combine_digests)([dask.delayed(_slice_digests)(b) for b in blocks])
 
 
 def _slice_digests(block) -> list[str]:
     return [hashlib.blake2b(np.ascontiguousarray(s).tobytes(), digest_size=16).hexdigest()
             for s in block]
+
+
+def combine_digests(parts) -> str:
+    """One digest of digest lists (slices of a volume, or the steps of a series)."""
+    flat = [d for p in parts for d in (p if isinstance(p, list) else [p])]
+    return hashlib.blake2b("".join(flat).encode(), digest_size=16).hexdigest()
 
 
 # --- the lazy masks --------------------------------------------------------------------------
@@ -124,8 +132,8 @@ def _masks(arr, maps, compat, negative, clean):
     electrolyte = ((arr == 0) | (arr == 1)) & cell & ~cleaned
     regions = {"cell": cell}
     if maps["present"].any():
-        low = xs < _rowmap(maps["first_filled"], arr)
-        high = xs > _rowmap(maps["last_filled"], arr)
+        low = xs < _rowmap(maps["band_low"], arr)
+        high = xs > _rowmap(maps["band_high"], arr)
         regions["negative"], regions["positive"] = (high, low) if negative == "high" else (low, high)
     return {"regions": regions, "bubbles": cleaned, "electrolyte": electrolyte,
             "membrane": arr == 2, "gasket": arr == 3}
@@ -147,8 +155,6 @@ def halfcell_map(classes: Any, *, negative_side: Literal["low", "high"] = "high"
     maps = _row_maps(arr)
     if not maps["present"].any():
         raise InputError("no membrane (class 2) in the volume: the half-cells are undefined")
-    lo, hi = sep.membrane_band(maps["xsum"], maps["count"])
-    maps["first_filled"], maps["last_filled"] = sep.fill_missing(lo, hi, maps["present"])
     regions = _masks(arr, maps, None, negative_side, False)["regions"]
     code = da.where(~regions["cell"], 0,
                     da.where(regions["negative"], 1, da.where(regions["positive"], 3, 2)))
@@ -161,10 +167,11 @@ def halfcell_map(classes: Any, *, negative_side: Literal["low", "high"] = "high"
 
 # --- pass 2: counts and density maps --------------------------------------------------------
 
-def _counts_and_density(masks):
+def _counts_and_density(arr, masks):
+    """Pass 2: voxel counts and projections per region, and the unmasked class-1 projections."""
     import dask
 
-    lazy = {}
+    lazy = {"unmasked": [(arr == 1).sum(axis=a) for a in range(3)]}
     for name, region in masks["regions"].items():
         b = masks["bubbles"] & region
         e = masks["electrolyte"] & region
@@ -172,7 +179,7 @@ def _counts_and_density(masks):
                       "density": [b.sum(axis=a) for a in range(3)],
                       "electrode": [(b | e).sum(axis=a) for a in range(3)]}
     (out,) = dask.compute(lazy)
-    return out
+    return out.pop("unmasked"), out
 
 
 def _density_dataset(counts, raw, coords, spacing):
@@ -290,12 +297,13 @@ def _surface_distances(labels, trees, spacing):
 
 # --- the bubble table -------------------------------------------------------------------------
 
-def _lookup(ids_all, ids, values, fill):
-    out = np.full(len(ids_all), fill, dtype=np.asarray(values).dtype if len(ids) else float)
-    pos = np.searchsorted(ids, ids_all)
-    ok = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == ids_all) if len(ids) \
-        else np.zeros(len(ids_all), bool)
-    out[ok] = np.asarray(values)[pos[ok]]
+def _lookup(keys, ids, values, fill) -> np.ndarray:
+    """``values`` of sorted ``ids`` at ``keys`` (``fill`` where a key is absent)."""
+    out = np.full(len(keys), fill, dtype=float)
+    if len(ids):
+        pos = np.clip(np.searchsorted(ids, keys), 0, len(ids) - 1)
+        hit = ids[pos] == keys
+        out[hit] = np.asarray(values)[pos[hit]]
     return out
 
 
@@ -318,10 +326,8 @@ def _default_proximity(ds, labels, trees, spacing, shape):
                     (lo[:, 1] + 1) * s[1], (shape[1] - hi[:, 1]) * s[1],
                     (lo[:, 2] + 1) * s[2], (shape[2] - hi[:, 2]) * s[2]], axis=1)
     sid, sdist = _surface_distances(labels, trees, spacing)
-    walls = np.full((len(ids), 2), np.inf)
-    for j in range(2):
-        if len(sid):
-            walls[:, j] = _lookup(ids, sid, sdist[:, j], np.inf)
+    walls = np.stack([_lookup(ids, sid, sdist[:, j] if len(sid) else [], np.inf)
+                      for j in range(2)], axis=1)
     surface = np.concatenate([walls, fov], axis=1)
     cen = ds["centroid"].values
     centroid = np.full((len(ids), 2), np.inf)
@@ -406,15 +412,9 @@ def analyze_volume(arr, spacing, *, negative_side: Literal["low", "high"],
         warnings.warn("no membrane (class 2) in the volume: half-cell, blockage and membrane "
                       "distance outputs are NaN", RuntimeWarning, stacklevel=3)
     sep.check_sheet(maps["first"], maps["last"], maps["present"], nx)
-    lo, hi = sep.membrane_band(maps["xsum"], maps["count"])
-    maps["first_filled"], maps["last_filled"] = sep.fill_missing(lo, hi, maps["present"])
-
     phase("row_maps")
     masks = _masks(arr, maps, compat, negative_side, acfg.clean_z_isolated)
-    counts = _counts_and_density(masks)
-    import dask
-
-    raw = dask.compute([(arr == 1).sum(axis=a) for a in range(3)])[0]
+    raw, counts = _counts_and_density(arr, masks)
 
     phase("counts_density")
     if acfg.split_touching:
@@ -435,8 +435,8 @@ def analyze_volume(arr, spacing, *, negative_side: Literal["low", "high"],
         code = sep.HIGH if negative_side == "high" else sep.LOW
         sides = np.full(len(ids), code, np.uint8)
     elif has_membrane:
-        sides = sep.side_of_points(table["centroid_voxel"].values, maps["first_filled"],
-                                   maps["last_filled"])
+        sides = sep.side_of_points(table["centroid_voxel"].values, maps["band_low"],
+                                   maps["band_high"])
     else:
         sides = np.zeros(len(ids), np.uint8)
     neg_code = sep.HIGH if negative_side == "high" else sep.LOW
@@ -497,6 +497,7 @@ def analyze_volume(arr, spacing, *, negative_side: Literal["low", "high"],
     tree = xr.DataTree.from_dict({"summary": summary, "bubbles": table, "density": density,
                                   "blockage": blockage})
     tree.attrs["timings_s"] = json.dumps(phase.times)
+    tree.attrs["input_checksum"] = "blake2b:" + maps["checksum"]
     return tree
 
 
@@ -569,10 +570,10 @@ def _blockage_dataset(contacts, maps, coords, spacing, has_membrane):
                             {"long_name": "blocked membrane voxels per image row",
                              "units": "voxel"}),
          "membrane_present": (("z", "y"), maps["present"]),
-         "membrane_low_x": (("z", "y"), maps["first_filled"] * spacing[2],
+         "membrane_low_x": (("z", "y"), maps["band_low"] * spacing[2],
                             {"units": "micrometer", "note": "the membrane band's low face "
                              "(voxel-centre coordinate; filled where the row has no membrane)"}),
-         "membrane_high_x": (("z", "y"), maps["last_filled"] * spacing[2],
+         "membrane_high_x": (("z", "y"), maps["band_high"] * spacing[2],
                              {"units": "micrometer", "note": "the band's high face"}),
          "contact_bubble": ("contact", contacts["ids"] if contacts is not None
                             else np.zeros(0, np.uint64)),
@@ -643,7 +644,6 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         if target.exists():
             shutil.rmtree(target)
         labels.rename(target)
-    shutil.rmtree(out / ".scratch", ignore_errors=True)
     return store
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .core import combine_digests
+
 EVENTS = ["continue", "split", "merge", "split+merge"]
 
 
@@ -47,8 +49,9 @@ def link(ids_a, vol_a, ids_b, vol_b, shared: np.ndarray, *, min_iou: float = 0.1
     ``min_overlap_fraction`` of the smaller bubble (a small bubble merging into a large one
     has a small IoU). A source with several links splits; a target with several merges.
 
-    Returns arrays ``source``, ``target``, ``shared``, ``iou``, ``event`` (codes of EVENTS)
-    and the unmatched ``deaths`` (ids of a) and ``births`` (ids of b).
+    Returns arrays ``source``, ``target``, ``shared``, ``iou``, ``event`` (codes of EVENTS),
+    ``volume_change`` (target - source voxels) and the unmatched ``deaths`` (ids of a) and
+    ``births`` (ids of b).
     """
     va = dict(zip(ids_a.tolist(), vol_a.tolist()))
     vb = dict(zip(ids_b.tolist(), vol_b.tolist()))
@@ -67,7 +70,8 @@ def link(ids_a, vol_a, ids_b, vol_b, shared: np.ndarray, *, min_iou: float = 0.1
     merge = np.array([in_deg[d] > 1 for d in dst.tolist()], bool)
     event = (split.astype(np.int8) + 2 * merge.astype(np.int8))
     return {"source": src, "target": dst, "shared": n.astype(np.int64), "iou": iou,
-            "event": event, "deaths": np.setdiff1d(ids_a, src), "births": np.setdiff1d(ids_b, dst)}
+            "event": event, "volume_change": (b_vol - a_vol)[keep].astype(np.int64),
+            "deaths": np.setdiff1d(ids_a, src), "births": np.setdiff1d(ids_b, dst)}
 
 
 def assign_tracks(steps: list[np.ndarray], links: list[dict]) -> list[np.ndarray]:
@@ -101,10 +105,31 @@ def assign_tracks(steps: list[np.ndarray], links: list[dict]) -> list[np.ndarray
     return tracks
 
 
+def link_table(links: list[dict]):
+    """The links of every step pair as one ``xarray.Dataset`` (dim ``link``)."""
+    import xarray as xr
+
+    def cat(key, dtype):
+        return np.concatenate([np.asarray(lk[key], dtype) for lk in links]) if links \
+            else np.zeros(0, dtype)
+
+    step = np.concatenate([np.full(len(lk["source"]), t + 1) for t, lk in enumerate(links)]) \
+        if links else np.zeros(0, np.int64)
+    return xr.Dataset({
+        "time": ("link", step, {"long_name": "step of the target"}),
+        "source": ("link", cat("source", np.int64), {"long_name": "label at time - 1"}),
+        "target": ("link", cat("target", np.int64), {"long_name": "label at time"}),
+        "shared_voxels": ("link", cat("shared", np.int64)),
+        "iou": ("link", cat("iou", float)),
+        "event": ("link", cat("event", np.int8),
+                  {"flag_values": list(range(4)), "flag_meanings": " ".join(EVENTS)}),
+        "volume_change": ("link", cat("volume_change", np.int64),
+                          {"long_name": "target volume - source volume", "units": "voxel"})})
+
+
 def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
                    progress: bool = False):
     """Analyse each time step, then link bubbles between consecutive steps."""
-
     from ..io import open_volume
     from .core import analyze_volume
 
@@ -147,39 +172,15 @@ def _series_tree(trees, links, track_ids):
         tables.append(ds)
     bubbles = xr.concat(tables, dim="bubble", data_vars="all", coords="minimal",
                         compat="override", join="outer", combine_attrs="override")
-    cat = {k: np.concatenate([lk[k] for lk in links]) if links else np.zeros(0)
-           for k in ("source", "target", "shared", "iou", "event")}
-    step = np.concatenate([np.full(len(lk["source"]), t + 1) for t, lk in enumerate(links)]) \
-        if links else np.zeros(0, int)
-    growth = _growth(trees, cat, step)
-    tracks = xr.Dataset({
-        "time": ("link", step, {"long_name": "step of the target"}),
-        "source": ("link", cat["source"], {"long_name": "label at time - 1"}),
-        "target": ("link", cat["target"], {"long_name": "label at time"}),
-        "shared_voxels": ("link", cat["shared"]),
-        "iou": ("link", cat["iou"]),
-        "event": ("link", cat["event"].astype(np.int8),
-                  {"flag_values": list(range(4)), "flag_meanings": " ".join(EVENTS)}),
-        "volume_change": ("link", growth, {"long_name": "target volume - source volume",
-                                           "units": "voxel"})})
+    tracks = link_table(links)
     density = xr.concat([tr["density"].to_dataset() for tr in trees], dim="time")
     blockage = xr.concat([tr["blockage"].to_dataset() for tr in trees], dim="time",
                          data_vars="all", coords="minimal", compat="override", join="outer")
     out = xr.DataTree.from_dict({"summary": summary, "bubbles": bubbles, "density": density,
                                  "blockage": blockage, "tracks": tracks})
     out.attrs["timings_s"] = json.dumps([json.loads(tr.attrs["timings_s"]) for tr in trees])
-    return out
-
-
-def _growth(trees, cat, step) -> np.ndarray:
-    out = np.zeros(len(step), np.int64)
-    for t in np.unique(step):
-        sel = step == t
-        prev, cur = trees[t - 1]["bubbles"], trees[t]["bubbles"]
-        pv = dict(zip(prev["bubble"].values.tolist(), prev["volume_voxels"].values.tolist()))
-        cv = dict(zip(cur["bubble"].values.tolist(), cur["volume_voxels"].values.tolist()))
-        out[sel] = [cv[d] - pv[s] for s, d in zip(cat["source"][sel].tolist(),
-                                                   cat["target"][sel].tolist())]
+    out.attrs["input_checksum"] = "blake2b:" + combine_digests(
+        [tr.attrs["input_checksum"] for tr in trees])
     return out
 
 
@@ -190,8 +191,6 @@ def track(labels: Any, *, min_iou: float = 0.1, min_overlap_fraction: float = 0.
     iou, event) with per-step ``births``/``deaths`` and each bubble's ``track`` id in attrs-free
     variables ``track_<t>`` aligned with the ids of that step.
     """
-    import xarray as xr
-
     steps = [np.asarray(labels[t]) for t in range(len(labels))]
     ids, vols = [], []
     for lab in steps:
@@ -204,14 +203,7 @@ def track(labels: Any, *, min_iou: float = 0.1, min_overlap_fraction: float = 0.
                   min_iou=min_iou, min_overlap_fraction=min_overlap_fraction)
              for t in range(1, len(steps))]
     tracks = assign_tracks(ids, links)
-    step = np.concatenate([np.full(len(lk["source"]), t + 1) for t, lk in enumerate(links)]) \
-        if links else np.zeros(0, int)
-    ds = xr.Dataset({
-        "time": ("link", step), "source": ("link", np.concatenate([lk["source"] for lk in links])),
-        "target": ("link", np.concatenate([lk["target"] for lk in links])),
-        "iou": ("link", np.concatenate([lk["iou"] for lk in links])),
-        "event": ("link", np.concatenate([lk["event"] for lk in links]).astype(np.int8),
-                  {"flag_values": list(range(4)), "flag_meanings": " ".join(EVENTS)}),
+    ds = link_table(links).assign({
         "births": ("step", [len(ids[0])] + [len(lk["births"]) for lk in links]),
         "deaths": ("step", [0] + [len(lk["deaths"]) for lk in links]),
         "n_bubbles": ("step", [len(i) for i in ids]),

@@ -231,6 +231,14 @@ def test_unexpected_class_ids_are_named():
         rf.analyze(v, negative_side="high")
 
 
+def test_failed_analysis_leaves_nothing_in_the_output(tmp_path):
+    v = _cell()
+    v[0, 0, 0] = 7
+    with pytest.raises(InputError):
+        rf.analyze(v, negative_side="high", out=tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
+
+
 def test_membrane_that_is_not_a_sheet_is_rejected():
     v = np.zeros((10, 12, 20), np.uint8)
     v[:, :, 2:18] = 2
@@ -342,6 +350,9 @@ def test_track_events_move_split_merge_birth_death():
     ev = dict(zip(zip(ds["source"].values.tolist(), ds["target"].values.tolist()),
                   ds["event"].values.tolist()))
     assert ev == {(1, 1): 0, (2, 2): 1, (2, 3): 1}
+    change = dict(zip(zip(ds["source"].values.tolist(), ds["target"].values.tolist()),
+                      ds["volume_change"].values.tolist()))
+    assert change == {(1, 1): 0, (2, 2): 900 - 2000, (2, 3): 900 - 2000}
     assert ds["births"].values.tolist() == [3, 1] and ds["deaths"].values.tolist() == [0, 1]
     assert ds["track_1"].values[0] == ds["track_0"].values[0]
     assert len(set(ds["track_1"].values.tolist())) == 4
@@ -422,8 +433,8 @@ def test_input_checksum_ignores_chunking(phantom):
 
     from redoxflow.analysis.core import _checksum
 
-    a = _checksum(da.from_array(phantom.classes, chunks=(7, 13, 80)))
-    b = _checksum(da.from_array(phantom.classes, chunks=(48, 80, 80)))
+    a = _checksum(da.from_array(phantom.classes, chunks=(7, 13, 80))).compute()
+    b = _checksum(da.from_array(phantom.classes, chunks=(48, 80, 80))).compute()
     changed = phantom.classes.copy()
     changed[5, 5, 5] ^= 1
-    assert a == b != _checksum(da.from_array(changed, chunks=(48, 80, 80)))
+    assert a == b != _checksum(da.from_array(changed, chunks=(48, 80, 80))).compute()
