@@ -119,7 +119,10 @@ def _summarise(summary: dict) -> None:
         f"stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
         f"R_bv (negative electrode) {summary['bubble_volume_fraction']:.4g}, blocked membrane "
         f"fraction {summary['membrane_blocked_fraction']:.4g}.\n"
-        f"Results are in {summary['output']} (classes.zarr, labels.zarr, bubbles.nc, "
+        + (f"Segmentation F1 against the phantom's ground truth: "
+           + ", ".join(f"{k} {v:.3f}" for k, v in summary["segmentation_f1"].items()) + ".\n"
+           if summary.get("segmentation_f1") else "")
+        + f"Results are in {summary['output']} (raw.zarr, classes.zarr, labels.zarr, bubbles.nc, "
         f"bubbles.csv, results.zarr, summary.json)."
         + (f"\nReport: {summary['report']}" if summary.get("report") else ""))
 
@@ -275,3 +278,123 @@ def report(results, out, orbit_frames, no_3d):
 
     path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
+
+
+@main.command("segment")
+@click.argument("volume", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--model", default="builtin", show_default=True,
+              help="builtin, classical or a checkpoint written by `redoxflow train`.")
+@click.option("--tile", type=int, help="Tile size (multiple of 32; default the model's).")
+@click.option("--overlap", type=float, default=0.25, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--mode", type=click.Choice(["tile", "resize"]), default="tile", show_default=True)
+@click.option("--triplanar", is_flag=True, help="Average predictions along z, y and x.")
+@click.option("--probabilities", is_flag=True, help="Also store float16 probabilities.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--nan-policy", type=click.Choice(["raise", "fill"]), default="raise")
+@click.option("--overwrite", is_flag=True)
+@_cluster_options
+@user_errors
+def segment_cmd(volume, out, model, tile, overlap, batch_size, mode, triplanar, probabilities,
+                device, nan_policy, overwrite, cluster, workers, profile):
+    """Segment the grey-level store VOLUME into the class store OUT (resumable)."""
+    from .cluster import make_client
+    from .config import load_config
+    from .segment import segment
+
+    cfg = load_config(None, {"cluster.cluster": cluster, "cluster.workers": workers,
+                             "cluster.profile": profile})
+    with make_client(config=cfg.cluster):
+        vol = segment(volume, model, out=out, tile=tile, overlap=overlap, batch_size=batch_size,
+                      mode=mode, triplanar=triplanar, probabilities=probabilities,
+                      device=device, nan_policy=nan_policy, overwrite=overwrite, config=cfg)
+    counts = np.bincount(np.asarray(vol.data[::max(1, vol.shape[0] // 16)]).ravel(), minlength=4)
+    click.echo(f"wrote {out}: {tuple(vol.shape)} classes; sampled class fractions "
+               + ", ".join(f"{c} {n / counts.sum():.3f}" for c, n in enumerate(counts)))
+
+
+@main.command("train")
+@click.option("--images", multiple=True, help="Image volume/slice path (repeatable).")
+@click.option("--masks", multiple=True, help="Mask path matching each --images.")
+@click.option("--synthetic", type=int, default=0, help="Train on N phantoms instead.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder.")
+@click.option("--architecture", default="small-unet", show_default=True)
+@click.option("--classes", default="electrolyte,bubble,membrane,gasket", show_default=True,
+              help="Class names, comma separated.")
+@click.option("--binary", is_flag=True, help="Masks are 0/255 (or 0/1): two classes.")
+@click.option("--context", type=int, default=0, show_default=True, help="2.5D: neighbours per side.")
+@click.option("--tile", type=int, default=128, show_default=True)
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--steps", type=int, default=100, show_default=True, help="Steps per epoch.")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--early-stopping", type=int, default=8, show_default=True)
+@click.option("--rotate90", is_flag=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/training-state.pt.")
+@click.option("--overwrite", is_flag=True)
+@click.option("--device", default="auto", show_default=True)
+@user_errors
+def train_cmd(images, masks, synthetic, out, architecture, classes, binary, context, tile,
+              batch_size, epochs, steps, lr, early_stopping, rotate90, seed, resume, overwrite,
+              device):
+    """Train a segmentation model on image/mask pairs (or phantoms); writes OUT/best.pt."""
+    from .errors import InputError
+    from .segment import train
+    from .segment.training import _as_volumes
+
+    names = ["background", "foreground"] if binary else classes.split(",")
+    if synthetic:
+        from .segment.builtin import phantom_pairs
+
+        imgs, msks = phantom_pairs(range(1000, 1000 + synthetic))
+    elif images and len(images) == len(masks):
+        imgs, msks = _as_volumes(list(images), "images"), _as_volumes(list(masks), "masks")
+        if binary:
+            msks = [(m > 0).astype(np.uint8) for m in msks]
+    else:
+        raise InputError("pass matching --images and --masks, or --synthetic N")
+    result = train(imgs, msks, out=out, architecture=architecture, classes=names,
+                   context=context, tile=tile, batch_size=batch_size, epochs=epochs,
+                   steps_per_epoch=steps, lr=lr, early_stopping=early_stopping,
+                   rotate90=rotate90, seed=seed, resume=resume, overwrite=overwrite,
+                   device=device)
+    best = result.spec.training
+    click.echo(f"best checkpoint {result.checkpoint} (epoch {best.get('epochs')}, validation "
+               f"loss {best.get('val_loss', float('nan')):.4g}, F1 {best.get('val_f1')})"
+               + ("; stopped early" if result.stopped_early else ""))
+
+
+@main.command("evaluate")
+@click.argument("prediction", type=click.Path(path_type=Path))
+@click.argument("truth", type=click.Path(path_type=Path))
+@click.option("--classes", default="electrolyte,bubble,membrane,gasket", show_default=True)
+@click.option("--binary", is_flag=True, help="Compare foreground (> 0) against background.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write the scores as NetCDF.")
+@user_errors
+def evaluate_cmd(prediction, truth, classes, binary, out):
+    """Per-class precision, recall, F1 and IoU of PREDICTION against TRUTH (stores or images)."""
+    from .segment import evaluate, format_scores
+    from .segment.training import _as_volumes
+
+    pred, true = (v if _is_zarr(v) else _as_volumes(str(v), "volume")[0]
+                  for v in (prediction, truth))
+    names = ["background", "foreground"] if binary else classes.split(",")
+    if binary:
+        pred, true = ((_data(v) > 0).astype(np.uint8) for v in (pred, true))
+    ds = evaluate(pred, true, classes=names)
+    click.echo(format_scores(ds))
+    if out is not None:
+        ds.to_netcdf(out)
+        click.echo(f"wrote {out}")
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix == ".zarr" or (path / "zarr.json").exists()
+
+
+def _data(v):
+    from .io import open_volume
+
+    return open_volume(v).data if isinstance(v, Path) else v

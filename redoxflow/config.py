@@ -53,6 +53,26 @@ class LabelConfig:
 
 
 @dataclass
+class SegmentConfig:
+    """Segmentation of grey levels into classes (``redoxflow.segment``).
+
+    ``model``: ``builtin`` (the shipped phantom U-Net), ``classical`` (multi-Otsu baseline),
+    a checkpoint path, or ``none`` (the input already holds classes; for the synthetic input
+    its exact ground truth is used).
+    """
+
+    model: str = "builtin"
+    device: str = "auto"
+    tile: int | None = None
+    overlap: float = 0.25
+    batch_size: int = 8
+    mode: str = "tile"
+    triplanar: bool = False
+    probabilities: bool = False
+    nan_policy: str = "raise"
+
+
+@dataclass
 class AnalyzeConfig:
     """Bubble analysis options (``redoxflow.analyze``)."""
 
@@ -69,9 +89,14 @@ class AnalyzeConfig:
 
 @dataclass
 class InputConfig:
-    """What the pipeline reads (a path, or ``synthetic`` for the built-in phantom)."""
+    """What the pipeline reads (a path, or ``synthetic`` for the built-in phantom).
+
+    ``kind``: ``intensity`` (grey levels: segmented first), ``classes`` (already segmented)
+    or ``auto`` (integer volumes with values below 16 are classes).
+    """
 
     source: str = "synthetic"
+    kind: str = "auto"
     voxel_size: float | None = None
     shape: list[int] = field(default_factory=lambda: [96, 160, 160])
     seed: int = 0
@@ -95,6 +120,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     io: IOConfig = field(default_factory=IOConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     label: LabelConfig = field(default_factory=LabelConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
 

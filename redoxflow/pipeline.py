@@ -1,4 +1,4 @@
-"""Compose the stages from one config: input -> ingest -> label -> measure (more stages to come).
+"""Compose the stages from one config: ingest -> segment -> label -> measure -> analyze -> report.
 
 Each stage writes one artifact under the output directory and skips itself when that artifact
 is already complete, so a rerun after a crash resumes where it stopped.
@@ -22,9 +22,10 @@ def _done(path: Path) -> bool:
 def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, Any]:
     """Run the configured stages; returns a summary dict (also written as ``summary.json``).
 
-    Stages: the input (a class volume path, or ``synthetic``: the built-in phantom whose ground
-    truth classes stand in for segmentation) is ingested to ``classes.zarr``; bubbles
-    (class 1) are labelled into ``labels.zarr``; per-bubble properties go to ``bubbles.nc``
+    Stages: the input (a grey-level or class volume path, or ``synthetic``: the built-in
+    phantom) is ingested to ``raw.zarr`` (grey levels) or ``classes.zarr``; grey levels are
+    segmented into ``classes.zarr`` (for the phantom, scored against its ground truth);
+    bubbles (class 1) are labelled into ``labels.zarr``; per-bubble properties go to ``bubbles.nc``
     and ``bubbles.csv``; the VRFB analysis (half-cells, R_bv, density, blockage, wall
     distances) goes to ``results.zarr``.
     """
@@ -35,27 +36,54 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     out = Path(cfg.output.directory)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    classes_store, labels_store = out / "classes.zarr", out / "labels.zarr"
+    raw_store, classes_store = out / "raw.zarr", out / "classes.zarr"
+    labels_store = out / "labels.zarr"
+    synthetic = cfg.input.source == "synthetic"
+    truth = None
 
     t0 = time.perf_counter()
-    if not _done(classes_store):
-        if cfg.input.source == "synthetic":
-            from .synthetic import make_phantom
+    if synthetic:
+        from .synthetic import make_phantom
 
-            ph = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
-                              voxel_size=cfg.input.voxel_size or 10.0)
-            if not _done(out / "raw.zarr"):
-                ingest(ph.image, out / "raw.zarr", voxel_size=ph.voxel_size, kind="intensity",
-                       config=cfg, progress=progress)
+        ph = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
+                          voxel_size=cfg.input.voxel_size or 10.0)
+        truth = ph.classes
+        if not _done(raw_store):
+            ingest(ph.image, raw_store, voxel_size=ph.voxel_size, kind="intensity", config=cfg,
+                   progress=progress)
+        if cfg.segment.model == "none" and not _done(classes_store):
             ingest(ph.classes, classes_store, voxel_size=ph.voxel_size, kind="classes",
                    config=cfg, progress=progress)
-        else:
-            ingest(cfg.input.source, classes_store, voxel_size=cfg.input.voxel_size,
-                   kind="classes", config=cfg, progress=progress)
+    elif not (_done(classes_store) or _done(raw_store)):
+        kind = input_kind(cfg)
+        ingest(cfg.input.source, classes_store if kind == "classes" else raw_store,
+               voxel_size=cfg.input.voxel_size, kind=kind, config=cfg, progress=progress)
+    timings["ingest"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    scores = None
+    if not _done(classes_store):
+        if cfg.segment.model == "none":
+            raise InputError("the input holds grey levels but segment.model is 'none': set "
+                             "segment.model to builtin, classical or a checkpoint path")
+        from .segment import segment
+
+        seg = cfg.segment
+        segment(raw_store, seg.model, out=classes_store, tile=seg.tile, overlap=seg.overlap,
+                batch_size=seg.batch_size, mode=seg.mode, triplanar=seg.triplanar,
+                probabilities=seg.probabilities, device=seg.device, nan_policy=seg.nan_policy,
+                progress=progress, config=cfg)
+    if truth is not None and cfg.segment.model != "none":
+        from .segment import evaluate
+
+        ds = evaluate(open_volume(classes_store).data, truth)
+        scores = {str(c): round(float(ds["f1"].sel({"class": c})), 4)
+                  for c in ds["class"].values}
+    timings["segment"] = time.perf_counter() - t0
+
     classes = open_volume(classes_store)
     if classes.ndim != 3:
         raise InputError("4D class volumes are not supported by `run` yet: run one time step")
-    timings["ingest"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if not _done(labels_store):
@@ -81,7 +109,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     if not _done(results):
         from .analysis import analyze
 
-        side = cfg.analyze.negative_side or ("high" if cfg.input.source == "synthetic" else None)
+        side = cfg.analyze.negative_side or ("high" if synthetic else None)
         tree = analyze(classes_store, config=cfg, negative_side=side, out=out,
                        progress=progress)
     else:
@@ -111,10 +139,26 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
         "class_voxels": counts.tolist(),
         "bubble_volume_fraction": float(tree["summary/bubble_volume_fraction"]),
         "membrane_blocked_fraction": float(tree["summary/membrane_blocked_fraction"]),
+        "segmentation_f1": scores,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def input_kind(cfg: Config) -> str:
+    """``intensity`` or ``classes`` for the configured input (``auto`` looks at its values)."""
+    from .io import open_source
+    from .io.store import _detect_kind
+
+    if cfg.input.kind in ("intensity", "classes"):
+        return cfg.input.kind
+    if cfg.input.kind != "auto":
+        raise InputError(f"input.kind {cfg.input.kind!r} is unknown: use auto, intensity or "
+                         "classes")
+    src = open_source(cfg.input.source)
+    src = src.steps[0] if hasattr(src, "steps") else src
+    return _detect_kind(src.read(0, min(src.shape[0], 8)))
 
 
 def _write_table(ds, out: Path) -> None:

@@ -10,6 +10,7 @@ half-written store under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import shutil
@@ -147,12 +148,14 @@ def _is_store(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_store(store: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
+                 resume: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory; rename it to ``store`` only if the block succeeds.
 
     An existing store is refused unless ``overwrite``; a path that exists but is not a Zarr
-    store is never replaced. On failure the temporary directory is removed and any existing
-    store is left untouched.
+    store is never replaced. On failure the temporary directory is removed (kept when
+    ``resume``: its name is then fixed, ``.NAME.partial``, so a rerun can pick it up) and any
+    existing store is left untouched.
     """
     dest = Path(store).absolute()
     if dest.exists():
@@ -171,11 +174,17 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     if not os.access(parent, os.W_OK):
         raise InputError(f"output folder {str(parent)!r} is not writable: choose a writable "
                          "location")
-    tmp = parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp = parent / (f".{dest.name}.partial" if resume
+                    else f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if not resume:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise InputError(f"no space left on the device while writing {str(dest)!r}: free "
+                             "space or choose another output location (the input is untouched)"
+                             ) from exc
         raise
     old = None
     if dest.exists():
@@ -328,6 +337,9 @@ def write_dask(
     attrs: dict[str, Any] | None = None,
     config: Any = None,
     progress: bool = False,
+    resume_key: str | None = None,
+    companions: dict[str, Any] | None = None,
+    description: str = "dask array",
 ):
     """Write a dask array (z, y, x) to an OME-Zarr store with its own chunking, in parallel.
 
@@ -335,13 +347,19 @@ def write_dask(
     pyramid is built afterwards from level 0. The store appears under its name only when
     complete.
 
+    With ``resume_key`` (a string naming the input and parameters), the write is resumable:
+    every finished block leaves a marker in ``.NAME.partial/``, and a rerun with the same key
+    skips the marked blocks (a different key starts again).
+
+    ``companions`` maps names to dask arrays written alongside, block by block, as
+    ``NAME/0`` inside the store (e.g. probabilities ``(c, z, y, x)`` with one chunk along
+    ``c`` and the same z blocks).
+
     Returns
     -------
     xarray.DataArray
         The written store, opened lazily.
     """
-    import dask.array as da
-
     from ..config import load_config
 
     cfg = config or load_config()
@@ -349,15 +367,98 @@ def write_dask(
     chunk_shape = tuple(max(c) for c in array.chunks)
     array = array.rechunk(chunk_shape)
     shapes = pyramid_shapes(array.shape, levels if levels is not None else cfg.io.pyramid_levels)
-    with atomic_store(store, overwrite=overwrite) as tmp:
-        group, arrays = _create_levels(tmp, shapes, chunk_shape, np.dtype(array.dtype), cfg)
-        stored = da.store(array, arrays[0], lock=False, compute=False)
-        _compute_with_progress(stored, progress, f"write {Path(store).name}")
+    with atomic_store(store, overwrite=overwrite, resume=resume_key is not None) as tmp:
+        group, arrays = _open_levels(tmp, shapes, chunk_shape, np.dtype(array.dtype), cfg,
+                                     resume_key)
+        done = tmp / ".done" if resume_key is not None else None
+        extra = {name: a.rechunk(tuple(max(c) for c in a.chunks))
+                 for name, a in (companions or {}).items()}
+        targets = [_companion_array(tmp / name, a, cfg) for name, a in extra.items()]
+        store_blocks([array, *extra.values()], [arrays[0], *targets], done, progress,
+                     f"write {Path(store).name}")
         for level in range(1, len(shapes)):
             _downsample_level(arrays[level - 1], arrays[level], (), kind)
-        _write_attrs(group, store, array.shape, vsize, len(shapes), kind, "dask array", cfg,
+        _write_attrs(group, store, array.shape, vsize, len(shapes), kind, description, cfg,
                      attrs or {})
+        if done is not None:
+            shutil.rmtree(done, ignore_errors=True)
     return open_volume(store)
+
+
+def _open_levels(tmp: Path, shapes, chunk_shape, dtype, cfg, resume_key: str | None):
+    """Reuse a partial store written with the same ``resume_key``, else create a fresh one."""
+    import zarr
+
+    if resume_key is not None and tmp.exists():
+        try:
+            group = zarr.open_group(store=str(tmp), mode="r+")
+            arrays = [group[str(i)] for i in range(len(shapes))]
+            if (group.attrs.get("resume_key") == resume_key
+                    and arrays[0].shape == tuple(shapes[0])
+                    and arrays[0].chunks == tuple(chunk_shape)):
+                return group, arrays
+        except (KeyError, FileNotFoundError, ValueError):
+            pass
+        shutil.rmtree(tmp)
+    group, arrays = _create_levels(tmp, shapes, chunk_shape, dtype, cfg)
+    if resume_key is not None:
+        group.attrs["resume_key"] = resume_key
+    return group, arrays
+
+
+def _companion_array(path: Path, array, cfg):
+    """The array ``0`` of a companion group (reused when a resumed write left it)."""
+    import zarr
+
+    group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
+    chunks = tuple(max(c) for c in array.chunks)
+    if "0" in group and group["0"].shape == array.shape and group["0"].chunks == chunks:
+        return group["0"]
+    dims = ("c", *SPATIAL) if array.ndim == 4 else SPATIAL
+    return group.create_array("0", shape=array.shape, chunks=chunks, dtype=array.dtype,
+                              fill_value=0, overwrite=True, dimension_names=dims,
+                              compressors=_codecs(cfg.io.compression_level))
+
+
+def _write_block(values, targets, regions, marker: Path | None) -> int:
+    for value, target, region in zip(values, targets, regions):
+        target[region] = value
+    if marker is not None:
+        marker.touch()  # after the data: an interrupted block is simply written again
+    return 1
+
+
+def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool = False,
+                 desc: str = "write") -> int:
+    """Store dask arrays into Zarr arrays block by block, one task per block index.
+
+    All ``arrays`` must share the block grid of the first one along their leading spatial
+    axes (e.g. classes ``(z, y, x)`` and probabilities ``(c, z, y, x)`` with one class
+    chunk), and each block must cover whole chunks of its target. Blocks with a marker file
+    in ``done`` are skipped, so an interrupted write resumes; returns the number written.
+    """
+    import dask
+
+    if done is not None:
+        done.mkdir(parents=True, exist_ok=True)
+    # unoptimised when several arrays share upstream blocks, so those are computed once
+    grids = [a.to_delayed(optimize_graph=len(arrays) == 1).ravel() for a in arrays]
+    offsets = [[np.cumsum((0,) + c[:-1]) for c in a.chunks] for a in arrays]
+    tasks = []
+    for flat, index in enumerate(np.ndindex(*arrays[0].numblocks)):
+        marker = done / "-".join(map(str, index)) if done is not None else None
+        if marker is not None and marker.exists():
+            continue
+        regions = []
+        for a, off in zip(arrays, offsets):
+            idx = (0,) * (a.ndim - len(index)) + index
+            regions.append(tuple(slice(int(o[i]), int(o[i]) + c[i])
+                                 for o, c, i in zip(off, a.chunks, idx)))
+        values = [g[flat] for g in grids]
+        tasks.append(dask.delayed(_write_block, pure=False)(values, targets, regions, marker))
+    if tasks:
+        _compute_with_progress(tasks, progress, desc)
+    return len(tasks)
 
 
 def _compute_with_progress(collection, progress: bool, desc: str):
@@ -376,9 +477,9 @@ def _compute_with_progress(collection, progress: bool, desc: str):
 
         with ProgressBar():
             return dask.compute(collection)[0]
-    future = client.compute(collection)
-    dprogress(future)
-    return future.result()
+    futures = client.compute(collection)
+    dprogress(futures)
+    return client.gather(futures)
 
 
 def _downsample_level(src_arr, dst_arr, index: tuple[int, ...], kind: str,

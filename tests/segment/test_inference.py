@@ -1,0 +1,189 @@
+"""Chunked inference equals an in-memory loop over the same slices, for every chunking."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+
+from redoxflow.errors import InputError, StoreExistsError
+from redoxflow.segment import load_model, predict_slices, segment
+from redoxflow.segment.inference import (
+    choose_tile,
+    gaussian_window,
+    normalization_range,
+    normalize,
+    stack_context,
+    tile_starts,
+)
+
+
+def reference(volume, checkpoint, tile, context=0):
+    """The bare in-memory loop: every slice at once through predict_slices."""
+    model, spec = load_model(checkpoint)
+    low, high = normalization_range(volume, spec)
+    x = normalize(np.asarray(volume), low, high)
+    if context:
+        x = np.concatenate([x[:1].repeat(context, 0), x, x[-1:].repeat(context, 0)])
+    probs = predict_slices(model, stack_context(x, context), tile=tile, overlap=0.25)
+    return probs.astype(np.float16).argmax(0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size,tile", [(100, 32), (64, 64), (97, 40)])
+def test_tile_starts_cover_every_pixel_with_overlap(size, tile):
+    starts = tile_starts(size, tile, 0.25)
+    covered = np.zeros(size, int)
+    for s in starts:
+        covered[s:s + tile] += 1
+    assert covered.min() >= 1 and starts[-1] + tile == max(size, tile)
+    assert all(b - a <= tile * 0.75 for a, b in zip(starts, starts[1:]))
+
+
+def test_gaussian_blending_of_a_pointwise_model_equals_one_pass():
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 3, 1).eval()  # no spatial context: tiles must blend exactly
+    images = np.random.default_rng(0).random((3, 1, 100, 77), dtype=np.float32)
+    tiled = predict_slices(model, images, tile=32, overlap=0.5, batch_size=5)
+    with torch.inference_mode():
+        whole = torch.softmax(model(torch.from_numpy(images)), 1).numpy().transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    w = gaussian_window(32)
+    assert w.max() == 1 and w.min() >= 1e-3 and w[16, 16] > w[8, 16] > w[8, 8]
+
+
+def test_resize_mode_returns_native_resolution(tiny_checkpoint, phantom):
+    model, _ = load_model(tiny_checkpoint)
+    x = normalize(phantom.image[:2], 0, 255)[:, None]
+    probs = predict_slices(model, x, tile=64, mode="resize")
+    assert probs.shape == (4, 2, 80, 80)
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunks", [(48, 80, 80), (16, 80, 80), (7, 40, 33)])
+def test_segment_is_chunking_invariant_and_equals_the_bare_loop(tiny_checkpoint, phantom, chunks):
+    expected = reference(phantom.image, tiny_checkpoint, tile=64)
+    got = segment(da.from_array(phantom.image, chunks=chunks), tiny_checkpoint,
+                  progress=False).compute()
+    assert got.dtype == np.uint8 and got.shape == phantom.image.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("slab", [48, 5])
+def test_2p5d_context_uses_a_halo_across_slabs(context_checkpoint, phantom, slab):
+    expected = reference(phantom.image, context_checkpoint, tile=64, context=1)
+    got = segment(phantom.image, context_checkpoint, slab=slab, progress=False).compute()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_distributed_workers_build_the_model_once(tiny_checkpoint, phantom, client):
+    expected = reference(phantom.image, tiny_checkpoint, tile=64)
+    got = segment(phantom.image, tiny_checkpoint, slab=4, progress=False).compute()
+    np.testing.assert_array_equal(got, expected)
+
+    def cached():
+        from redoxflow.segment.inference import _MODELS
+
+        return len(_MODELS)
+
+    counts = client.run(cached)
+    assert sum(counts.values()) >= 1 and max(counts.values()) == 1  # 12 slabs, 1 model each
+
+
+def test_triplanar_averages_three_axes(tiny_checkpoint, phantom):
+    model, spec = load_model(tiny_checkpoint)
+    x = normalize(phantom.image, 0, 255)
+    total = 0
+    for perm in [(0, 1, 2), (1, 0, 2), (2, 0, 1)]:
+        v = x.transpose(perm)[:, None]
+        tile = choose_tile(v.shape[2:], spec, None)
+        p = predict_slices(model, v, tile=tile).astype(np.float16)
+        total = total + p.transpose(0, *(int(i) + 1 for i in np.argsort(perm))).astype(np.float32)
+    expected = (total / 3).astype(np.float16).argmax(0)
+    for chunks in [(48, 80, 80), (10, 80, 80)]:
+        got = segment(da.from_array(phantom.image, chunks=chunks), tiny_checkpoint,
+                      triplanar=True, progress=False).compute()
+        np.testing.assert_array_equal(got, expected)
+    z_only = segment(phantom.image, tiny_checkpoint, progress=False).compute()
+    assert 0 < (got != z_only).mean() < 0.2
+
+
+def test_the_quick_test_models_predict_several_classes(tiny_checkpoint, context_checkpoint,
+                                                       phantom):
+    for ckpt in (tiny_checkpoint, context_checkpoint):
+        got = segment(phantom.image, ckpt, progress=False).compute()
+        assert set(np.unique(got)) >= {0, 2, 3}  # so the equality tests compare real maps
+
+
+def test_store_output_with_probabilities_and_resume(tiny_checkpoint, phantom, tmp_path):
+    from redoxflow.io import ingest, open_volume
+
+    raw = ingest(phantom.image.astype(np.float32), tmp_path / "raw.zarr", chunks=(8, 80, 80),
+                 voxel_size=5.0, progress=False)
+    bad = raw.data.compute()
+    bad[30, 5, 5] = np.nan  # the slab 24..32 fails; earlier slabs finish
+    import zarr
+
+    zarr.open_group(str(tmp_path / "raw.zarr"))["0"][30] = bad[30]
+    out = tmp_path / "classes.zarr"
+    with pytest.raises(InputError, match="NaN"):
+        segment(tmp_path / "raw.zarr", tiny_checkpoint, out=out, probabilities=True,
+                progress=False)
+    partial = tmp_path / ".classes.zarr.partial"
+    assert not out.exists() and partial.is_dir()
+    done = {p.name for p in (partial / ".done").iterdir()}
+    assert "0-0-0" in done and "3-0-0" not in done
+    chunk = partial / "0" / "c" / "0" / "0" / "0"
+    stamp = chunk.stat().st_mtime_ns
+    zarr.open_group(str(tmp_path / "raw.zarr"))["0"][30] = phantom.image[30]  # fix the input
+    vol = segment(tmp_path / "raw.zarr", tiny_checkpoint, out=out, probabilities=True,
+                  progress=False)
+    assert (out / "0" / "c" / "0" / "0" / "0").stat().st_mtime_ns == stamp  # not recomputed
+    assert not partial.exists() and not (out / ".done").exists()
+    assert vol.attrs["voxel_size"] == [5.0, 5.0, 5.0] and vol.attrs["kind"] == "classes"
+    fresh = segment(phantom.image.astype(np.float32), tiny_checkpoint, progress=False).compute()
+    np.testing.assert_array_equal(vol.data.compute(), fresh)
+    probs = zarr.open_group(str(out))["probabilities/0"][:]
+    assert probs.shape == (4, 48, 80, 80) and probs.dtype == np.float16
+    np.testing.assert_array_equal(probs.argmax(0), fresh)
+    with pytest.raises(StoreExistsError, match="already exists"):
+        segment(tmp_path / "raw.zarr", tiny_checkpoint, out=out, progress=False)
+    assert open_volume(out).shape == phantom.image.shape
+
+
+def test_sixteen_bit_data_use_percentiles_not_a_fixed_scale(percentile_checkpoint, phantom):
+    img16 = phantom.image.astype(np.uint16) * 200 + 1000
+    a = segment(img16, percentile_checkpoint, progress=False).compute()
+    b = segment(phantom.image, percentile_checkpoint, progress=False).compute()
+    assert (a == b).mean() > 0.99  # same picture, other grey scale
+
+
+def test_bad_input_gives_clear_errors(tiny_checkpoint, phantom):
+    vol = phantom.image.astype(np.float32)
+    vol[3, 3, 3] = np.inf
+    with pytest.raises(InputError, match="nan_policy='fill'"):
+        segment(vol, tiny_checkpoint, progress=False).compute()
+    filled = segment(vol, tiny_checkpoint, nan_policy="fill", progress=False).compute()
+    assert filled.shape == vol.shape
+    with pytest.raises(InputError, match="smaller than the smallest model input"):
+        segment(np.zeros((4, 20, 64), np.uint8), tiny_checkpoint)
+    with pytest.raises(InputError, match="tile 128 is larger"):
+        segment(phantom.image, tiny_checkpoint, tile=128)
+    with pytest.raises(InputError, match="multiple of 32"):
+        segment(phantom.image, tiny_checkpoint, tile=50)
+    with pytest.raises(InputError, match="but 2 were requested"):
+        segment(phantom.image, tiny_checkpoint, classes=2)
+    with pytest.raises(InputError, match="3D volume"):
+        segment(phantom.image[0], tiny_checkpoint)
+    with pytest.raises(InputError, match="does not exist"):
+        segment(phantom.image, "no-such-model.pt")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA GPU is visible"):
+            segment(phantom.image, tiny_checkpoint, device="cuda")
+
+
+@pytest.mark.gpu
+def test_gpu_segmentation_matches_the_cpu(tiny_checkpoint, phantom):
+    cpu = segment(phantom.image, tiny_checkpoint, device="cpu", progress=False).compute()
+    gpu = segment(phantom.image, tiny_checkpoint, device="cuda", progress=False).compute()
+    assert (cpu == gpu).mean() > 0.999  # bf16 autocast may flip near-ties
