@@ -1,8 +1,9 @@
 """A weight-free baseline: multi-Otsu thresholds on a smoothed volume, then morphology.
 
-Grey-level order of the VRFB classes: gas (darkest) < electrolyte/felt < membrane < gasket,
-so the three multi-Otsu thresholds of the volume's histogram split it into bubble,
-electrolyte, membrane and gasket; small specks are removed by a morphological opening.
+Grey-level order of the VRFB phases: gas (darkest) < electrolyte < felt < membrane < gasket,
+so four multi-Otsu thresholds split the volume into bubble, electrolyte, felt (counted as
+electrolyte), membrane and gasket. The histogram counts are square-rooted first, so a rare
+phase (few bubbles) still gets its own class. Small specks are removed by an opening.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from scipy import ndimage
 
 from ..errors import InputError
 
-#: multi-Otsu class (dark to bright) -> VRFB class id
-ORDER = np.array([1, 0, 2, 3], np.uint8)
-HALO = 3
+#: multi-Otsu class (dark to bright: gas, electrolyte, felt, membrane, gasket) -> class id
+ORDER = np.array([1, 0, 0, 2, 3], np.uint8)
+HALO = 6  # Gaussian radius (4 sigma) + erosion + dilation
 
 
 def otsu_thresholds(volume, *, max_samples: int = 2**22, sigma: float = 1.0) -> np.ndarray:
-    """Three multi-Otsu thresholds from an evenly strided, smoothed sample of the volume."""
+    """Four multi-Otsu thresholds of the square-rooted histogram of an evenly strided,
+    smoothed sample of the volume."""
     from skimage.filters import threshold_multiotsu
 
     step = max(1, int(np.ceil((volume.size / max_samples) ** (1 / 3))))
@@ -31,7 +33,8 @@ def otsu_thresholds(volume, *, max_samples: int = 2**22, sigma: float = 1.0) -> 
                        for p in planes])
     if not np.isfinite(sample).all():
         raise InputError("the volume holds NaN or infinite values: clean it before segmenting")
-    return threshold_multiotsu(sample.ravel(), classes=4)
+    counts, edges = np.histogram(sample, bins=256)
+    return threshold_multiotsu(hist=(np.sqrt(counts), (edges[:-1] + edges[1:]) / 2), classes=5)
 
 
 def classify_block(block: np.ndarray, thresholds: np.ndarray, sigma: float = 1.0) -> np.ndarray:

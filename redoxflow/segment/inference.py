@@ -248,10 +248,10 @@ def _as_volume(volume):
         volume = open_volume(volume)
     voxel = volume.attrs.get("voxel_size") if hasattr(volume, "attrs") else None
     data = volume.data if hasattr(volume, "dims") else volume
+    if np.ndim(data) != 3:
+        raise InputError(f"segment takes a 3D volume (z, y, x); got shape {np.shape(data)}")
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks=(16, -1, -1))
-    if data.ndim != 3:
-        raise InputError(f"segment takes a 3D volume (z, y, x); got shape {data.shape}")
     if np.dtype(data.dtype).kind not in "uif":
         raise InputError(f"volume dtype {data.dtype} is not a grey-level image")
     return data, voxel, identity or data.name

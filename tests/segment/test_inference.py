@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -126,9 +127,9 @@ def test_store_output_with_probabilities_and_resume(tiny_checkpoint, phantom, tm
 
     zarr.open_group(str(tmp_path / "raw.zarr"))["0"][30] = bad[30]
     out = tmp_path / "classes.zarr"
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"), dask.config.set(scheduler="synchronous"):
         segment(tmp_path / "raw.zarr", tiny_checkpoint, out=out, probabilities=True,
-                progress=False)
+                progress=False)  # one block at a time, in order: blocks 0-2 finish first
     partial = tmp_path / ".classes.zarr.partial"
     assert not out.exists() and partial.is_dir()
     done = {p.name for p in (partial / ".done").iterdir()}
@@ -140,7 +141,7 @@ def test_store_output_with_probabilities_and_resume(tiny_checkpoint, phantom, tm
                   progress=False)
     assert (out / "0" / "c" / "0" / "0" / "0").stat().st_mtime_ns == stamp  # not recomputed
     assert not partial.exists() and not (out / ".done").exists()
-    assert vol.attrs["voxel_size"] == [5.0, 5.0, 5.0] and vol.attrs["kind"] == "classes"
+    assert tuple(vol.attrs["voxel_size"]) == (5.0, 5.0, 5.0) and vol.attrs["kind"] == "classes"
     fresh = segment(phantom.image.astype(np.float32), tiny_checkpoint, progress=False).compute()
     np.testing.assert_array_equal(vol.data.compute(), fresh)
     probs = zarr.open_group(str(out))["probabilities/0"][:]
