@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 
 from . import __version__
 from .errors import RedoxflowError
+
+OS_USER_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def user_errors(fn):
@@ -22,6 +25,12 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except RedoxflowError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # disk full, quota, read-only or unwritable output
+            if exc.errno not in OS_USER_ERRORS:
+                raise
+            click.echo(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; "
+                       "free space or choose another output location", err=True)
             sys.exit(2)
 
     return wrapper
@@ -181,6 +190,12 @@ def run(config_path, dry_run, cluster, workers, profile):
 
     cfg = load_config(config_path, {"cluster.cluster": cluster, "cluster.workers": workers,
                                     "cluster.profile": profile})
+    prof = cfg.cluster.profile
+    if prof and not Path(prof).exists():  # a profile named relative to the repo / config
+        for base in (Path(config_path).parent, Path(config_path).parent.parent):
+            if (base / prof).exists():
+                cfg.cluster.profile = str(base / prof)
+                break
     _run(cfg, dry_run)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from .config import ClusterConfig, load_yaml
 from .errors import InputError, require
 
-KINDS = ("local", "slurm", "pbs", "cuda")
+KINDS = ("local", "slurm", "pbs", "cuda", "mpi")
 
 
 def default_workers() -> int:
@@ -60,7 +60,8 @@ def make_client(
     cluster : str
         ``"local"`` (a LocalCluster sized to the machine), a scheduler address
         (``tcp://host:8786`` or a scheduler JSON file), ``"slurm"`` or ``"pbs"`` (dask-jobqueue
-        with ``profile``), or ``"cuda"`` (dask-cuda, one worker per GPU).
+        with ``profile``), ``"cuda"`` (dask-cuda, one worker per GPU) or ``"mpi"``
+        (dask-mpi, inside ``mpirun``).
     workers : int, optional
         Local workers, or jobs to request on SLURM/PBS (default: one per core / profile's).
     threads_per_worker : int
@@ -93,9 +94,17 @@ def make_client(
         return Client(jc)
     if cluster == "cuda":
         dask_cuda = require("dask_cuda", "gpu")
-        cc = dask_cuda.LocalCUDACluster(memory_limit=memory_limit,
+        # one worker per visible GPU; device memory above 80 % spills to host memory
+        cc = dask_cuda.LocalCUDACluster(memory_limit=memory_limit, device_memory_limit=0.8,
                                         dashboard_address=dashboard_address)
         return Client(cc)
+    if cluster == "mpi":
+        # inside `mpirun -n N redoxflow run ...`: rank 0 schedules, rank 1 runs this
+        # client, ranks 2.. are workers (they never return from initialize)
+        dask_mpi = require("dask_mpi", "mpi")
+        dask_mpi.initialize(dashboard_address=dashboard_address or ":0",
+                            memory_limit=memory_limit)
+        return Client()
     if "://" in cluster or ":" in cluster or Path(cluster).suffix == ".json":
         try:
             if Path(cluster).suffix == ".json":
@@ -103,7 +112,7 @@ def make_client(
             return Client(cluster, timeout="10s")
         except OSError as exc:
             raise InputError(f"cannot reach the dask scheduler at {cluster!r}: {exc}") from exc
-    raise InputError(f"cluster {cluster!r} is unknown: use local, slurm, pbs, cuda or a "
+    raise InputError(f"cluster {cluster!r} is unknown: use local, slurm, pbs, cuda, mpi or a "
                      "scheduler address such as tcp://host:8786")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .errors import InputError
+from .errors import InputError, require
 
 
 def _done(path: Path) -> bool:
@@ -33,7 +33,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     from .labeling import label
     from .measure import regionprops
 
-    out = Path(cfg.output.directory)
+    out = check_paths(cfg)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     raw_store, classes_store = out / "raw.zarr", out / "classes.zarr"
@@ -87,7 +87,11 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
 
     t0 = time.perf_counter()
     if not _done(labels_store):
-        label(classes.data == 1, connectivity=cfg.label.connectivity, out=labels_store,
+        mask = classes.data == 1
+        if cfg.label.backend == "cupy":  # label on the workers' GPUs (cuCIM/CuPy kernel)
+            cupy = require("cupy", "gpu")
+            mask = mask.map_blocks(cupy.asarray)
+        label(mask, connectivity=cfg.label.connectivity, out=labels_store,
               voxel_size=classes.attrs["voxel_size"], progress=progress)
     labels = open_volume(labels_store)
     timings["label"] = time.perf_counter() - t0
@@ -144,6 +148,30 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+ARTIFACTS = ("raw.zarr", "classes.zarr", "labels.zarr", "bubbles.nc", "bubbles.csv",
+             "results.zarr", "report.html", "figures", "summary.json")
+
+
+def check_paths(cfg: Config) -> Path:
+    """The output folder, after refusing layouts that could overwrite user data.
+
+    Every artifact is written under ``output.directory`` with a fixed name; the input must not
+    be one of them (or contain the output folder), and the output folder must be a folder.
+    """
+    out = Path(cfg.output.directory).absolute()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output.directory {str(out)!r} is a file: choose a folder")
+    if cfg.input.source != "synthetic":
+        src = Path(cfg.input.source).absolute()
+        if src == out or out in src.parents and src.relative_to(out).parts[0] in ARTIFACTS:
+            raise InputError(f"input {str(src)!r} lies where the pipeline writes its outputs: "
+                             "choose another output.directory")
+        if src in out.parents:
+            raise InputError(f"output.directory {str(out)!r} is inside the input "
+                             f"{str(src)!r}: choose a folder outside it")
+    return out
 
 
 def input_kind(cfg: Config) -> str:

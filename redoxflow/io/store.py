@@ -28,6 +28,7 @@ from .readers import SeriesSource, VolumeSource, open_source
 Kind = Literal["auto", "intensity", "classes", "labels"]
 SPATIAL = ("z", "y", "x")
 MIN_LEVEL_SIZE = 32
+NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
 
 
 # --- small pure helpers ------------------------------------------------------------------
@@ -134,6 +135,9 @@ def read_metadata(group: Any) -> dict[str, Any]:
         scale0 = ms["datasets"][0]["coordinateTransformations"][0]["scale"][-3:]
         axes = [a["name"] for a in ms["axes"]]
     except (KeyError, IndexError, TypeError) as exc:
+        if "resume_key" in attrs:
+            raise InputError("this Zarr store is an unfinished write (interrupted): run the "
+                             "command that writes it again to complete it") from exc
         raise InputError("Zarr group has no OME multiscales metadata: ingest it with "
                          "`redoxflow ingest` first") from exc
     return {"datasets": datasets, "voxel_size": [float(v) for v in scale0], "axes": axes,
@@ -181,10 +185,9 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
     except BaseException as exc:
         if not resume:
             shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise InputError(f"no space left on the device while writing {str(dest)!r}: free "
-                             "space or choose another output location (the input is untouched)"
-                             ) from exc
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            raise InputError(f"no space to write {str(dest)!r} ({exc.strerror}): free space or "
+                             "choose another output location; the input is untouched") from exc
         raise
     old = None
     if dest.exists():

@@ -90,14 +90,11 @@ def grid_patches(image: np.ndarray, mask: np.ndarray, tile: int):
 
 def _as_volumes(data: Any, what: str) -> list[np.ndarray]:
     """Array, path (any readable volume or slice) or a list of them -> list of 3D arrays."""
-    from ..io import open_source
-
     items = data if isinstance(data, (list, tuple)) else [data]
     out = []
     for item in items:
         if isinstance(item, (str, os.PathLike)):
-            src = open_source(item)
-            item = src.read(0, src.shape[0])
+            item = _read_any(Path(item))
         arr = np.asarray(item.data.compute() if hasattr(item, "dims") else item)
         if arr.ndim == 2:
             arr = arr[None]
@@ -105,6 +102,17 @@ def _as_volumes(data: Any, what: str) -> list[np.ndarray]:
             raise InputError(f"{what} must be 2D slices or 3D volumes; got shape {arr.shape}")
         out.append(arr)
     return out
+
+
+def _read_any(path: Path) -> np.ndarray:
+    """One image file (2D slice or 3D stack), or any volume :func:`open_source` reads."""
+    from ..io import open_source
+    from ..io.readers import TIFF_SUFFIXES, _read_slice
+
+    if path.is_file() and path.suffix.lower() in (*TIFF_SUFFIXES, ".png", ".jpg", ".bmp"):
+        return _read_slice(path)
+    src = open_source(path)
+    return src.read(0, src.shape[0])
 
 
 def _slices(images, masks, spec: ModelSpec, n_classes: int):
