@@ -41,7 +41,7 @@ class ClusterConfig:
     threads_per_worker: int = 1
     memory_limit: str = "auto"
     profile: str | None = None
-    dashboard_address: str = "127.0.0.1:8787"
+    dashboard_address: str | None = "127.0.0.1:8787"  # None: no dashboard
 
 
 @dataclass
@@ -67,6 +67,7 @@ class SegmentConfig:
     overlap: float = 0.25
     batch_size: int = 8
     mode: str = "tile"
+    slab: int | None = None
     triplanar: bool = False
     probabilities: bool = False
     nan_policy: str = "raise"

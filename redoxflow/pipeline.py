@@ -70,9 +70,9 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
 
         seg = cfg.segment
         segment(raw_store, seg.model, out=classes_store, tile=seg.tile, overlap=seg.overlap,
-                batch_size=seg.batch_size, mode=seg.mode, triplanar=seg.triplanar,
-                probabilities=seg.probabilities, device=seg.device, nan_policy=seg.nan_policy,
-                progress=progress, config=cfg)
+                batch_size=seg.batch_size, mode=seg.mode, slab=seg.slab,
+                triplanar=seg.triplanar, probabilities=seg.probabilities, device=seg.device,
+                nan_policy=seg.nan_policy, progress=progress, config=cfg)
     if truth is not None and cfg.segment.model != "none":
         from .segment import evaluate
 

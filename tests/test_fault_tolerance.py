@@ -50,9 +50,8 @@ def _config(path: Path, out: Path, checkpoint: Path) -> Path:
     path.write_text(json.dumps({
         "input": {"source": "synthetic", "shape": [96, 96, 96], "seed": 4},
         "output": {"directory": str(out), "report": False},
-        "io": {"chunk_mib": 0.05},  # 5-slice chunks: the segment stage has 20 slabs
         "cluster": {"cluster": "local", "workers": 1, "dashboard_address": None},
-        "segment": {"model": str(checkpoint)},
+        "segment": {"model": str(checkpoint), "slab": 4},  # 24 slabs
         "analyze": {"negative_side": "high"}}))  # JSON is YAML
     return path
 
@@ -82,7 +81,7 @@ def test_pipeline_killed_mid_segmentation_resumes_without_recomputing(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the pipeline and its dask workers, mid-stage
     proc.wait()
     finished = sorted(p.name for p in done.iterdir())
-    assert 3 <= len(finished) < 20 and not (out / "classes.zarr").exists()
+    assert 3 <= len(finished) < 24 and not (out / "classes.zarr").exists()
     stamps = {p: p.stat().st_mtime_ns for p in (out / ".classes.zarr.partial" / "0").rglob("*")
               if p.is_file()}
     again = _run(tmp_path / "run.yaml")
