@@ -21,6 +21,9 @@ _LAZY = {
     "label": "redoxflow.labeling",
     "regionprops": "redoxflow.measure",
     "analyze": "redoxflow.analysis",
+    "segment": "redoxflow.segment",
+    "train": "redoxflow.segment",
+    "evaluate": "redoxflow.segment",
 }
 
 __all__ = ["__version__", *_LAZY]

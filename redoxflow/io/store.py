@@ -423,12 +423,11 @@ def _companion_array(path: Path, array, cfg):
                               compressors=_codecs(cfg.io.compression_level))
 
 
-def _write_block(values, targets, regions, marker: Path | None) -> int:
+def _write_block(values, targets, regions, marker: Path | None) -> None:
     for value, target, region in zip(values, targets, regions):
         target[region] = value
     if marker is not None:
         marker.touch()  # after the data: an interrupted block is simply written again
-    return 1
 
 
 def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool = False,
@@ -438,7 +437,9 @@ def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool 
     All ``arrays`` must share the block grid of the first one along their leading spatial
     axes (e.g. classes ``(z, y, x)`` and probabilities ``(c, z, y, x)`` with one class
     chunk), and each block must cover whole chunks of its target. Blocks with a marker file
-    in ``done`` are skipped, so an interrupted write resumes; returns the number written.
+    in ``done`` are skipped, so an interrupted write resumes. On a distributed client a
+    block that fails does not stop the others: they finish (and are kept), then the first
+    error is raised. Returns the number of blocks written.
     """
     import dask
 
@@ -460,28 +461,44 @@ def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool 
         values = [g[flat] for g in grids]
         tasks.append(dask.delayed(_write_block, pure=False)(values, targets, regions, marker))
     if tasks:
-        _compute_with_progress(tasks, progress, desc)
+        _compute_with_progress(tasks, progress, desc, finish_all=done is not None)
     return len(tasks)
 
 
-def _compute_with_progress(collection, progress: bool, desc: str):
-    """Compute on the active dask client (or threads), with a progress bar when asked."""
+def _compute_with_progress(collection, progress: bool, desc: str, finish_all: bool = False):
+    """Compute on the active dask client (or threads), with a progress bar when asked.
+
+    ``finish_all`` (a list of tasks on a distributed client): every task that can finish
+    does, and the first error is raised afterwards.
+    """
     import dask
 
-    if not progress:
-        return dask.compute(collection)[0]
     try:
         from distributed import get_client
-        from distributed import progress as dprogress
 
         client = get_client()
     except (ImportError, ValueError):
+        client = None
+    if client is None or dask.config.get("scheduler", None) not in (None, "dask.distributed"):
+        if not progress:
+            return dask.compute(collection)[0]
         from dask.diagnostics import ProgressBar
 
         with ProgressBar():
             return dask.compute(collection)[0]
+    from distributed import progress as dprogress
+    from distributed import wait
+
     futures = client.compute(collection)
-    dprogress(futures)
+    if progress:
+        dprogress(futures)
+    if finish_all:
+        wait(futures)
+        errors = [f.exception() for f in futures if f.status == "error"]
+        if errors:
+            for f in futures:  # let the scheduler forget the failed keys: a rerun recomputes
+                f.release()
+            raise errors[0]
     return client.gather(futures)
 
 
