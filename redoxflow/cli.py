@@ -128,7 +128,7 @@ def _summarise(summary: dict) -> None:
         f"stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
         f"R_bv (negative electrode) {summary['bubble_volume_fraction']:.4g}, blocked membrane "
         f"fraction {summary['membrane_blocked_fraction']:.4g}.\n"
-        + (f"Segmentation F1 against the phantom's ground truth: "
+        + ("Segmentation F1 against the phantom's ground truth: "
            + ", ".join(f"{k} {v:.3f}" for k, v in summary["segmentation_f1"].items()) + ".\n"
            if summary.get("segmentation_f1") else "")
         + f"Results are in {summary['output']} (raw.zarr, classes.zarr, labels.zarr, bubbles.nc, "

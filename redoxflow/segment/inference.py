@@ -13,10 +13,18 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
+import dask
 import numpy as np
 
 from ..errors import InputError, require
-from .models import ModelSpec, digest, load_model, read_checkpoint, resolve_checkpoint
+from .models import (
+    ModelSpec,
+    check_request,
+    digest,
+    load_model,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 
 Mode = Literal["tile", "resize"]
 MIN_TILE = 32
@@ -261,12 +269,10 @@ def _axis_probabilities(vol, blob, perm, *, slab, context, **kw):
     """Probabilities (C, z, y, x) from slices normal to axis ``perm[0]`` of ``vol``."""
     import dask.array as da
 
-    v = vol.transpose(perm).rechunk((slab, -1, -1))
-    if context:
-        v = da.overlap.overlap(v, depth={0: context, 1: 0, 2: 0}, boundary="nearest")
-    n_classes = len(kw["spec"].classes)
-    chunks = ((n_classes,), vol.transpose(perm).rechunk((slab, -1, -1)).chunks[0],
-              (v.shape[1],), (v.shape[2],))
+    slabs = vol.transpose(perm).rechunk((slab, -1, -1))
+    v = da.overlap.overlap(slabs, depth={0: context, 1: 0, 2: 0},
+                           boundary="nearest") if context else slabs
+    chunks = ((len(kw["spec"].classes),), *slabs.chunks)
     probs = v.map_blocks(_predict_block, blob, context=context, dtype=np.float16, chunks=chunks,
                          new_axis=0, meta=np.empty((0, 0, 0, 0), np.float16), **kw)
     inverse = np.argsort(perm)
@@ -339,8 +345,6 @@ def segment(
     path = resolve_checkpoint(model)
     blob = path.read_bytes()
     spec, _ = read_checkpoint(blob)
-    from .models import check_request
-
     check_request(spec, classes=classes)
     if nan_policy not in ("raise", "fill"):
         raise InputError(f"nan_policy {nan_policy!r} is unknown: use 'raise' or 'fill'")
@@ -351,8 +355,6 @@ def segment(
     vol, voxel, identity = _as_volume(volume)
     low, high = normalization_range(vol, spec)
     slab = slab or min(int(vol.chunks[0][0]), 32)
-    import dask
-
     key = digest(blob)
     blob_node = dask.delayed(blob, name=f"checkpoint-{key}")  # one key: sent once per worker
     axes = [(0, 1, 2), (1, 0, 2), (2, 0, 1)] if triplanar else [(0, 1, 2)]
@@ -369,9 +371,10 @@ def segment(
     labels = probs.argmax(axis=0).astype(np.uint8)
     if out is None:
         return labels
+    resume_key = ":".join(map(str, (key, identity, slab, tile, overlap, mode, triplanar,
+                                    probabilities)))
     return _write_segmentation(labels, probs, out, probabilities, spec, voxel, path, overwrite,
-                               progress, config, resume,
-                               f"{key}:{identity}:{slab}:{tile}:{overlap}:{mode}:{triplanar}:{probabilities}")
+                               progress, config, resume_key if resume else None)
 
 
 def _check_cuda_somewhere(device: str) -> None:
@@ -394,13 +397,13 @@ def _refuse_existing(out, overwrite: bool) -> None:
 
 
 def _write_segmentation(labels, probs, out, probabilities, spec, voxel, path, overwrite,
-                        progress, config, resume, resume_key):
+                        progress, config, resume_key):
     """Write classes (and probabilities) block by block, resumably; open the class store."""
     from ..io.store import write_dask
 
     return write_dask(
         labels, out, voxel_size=voxel, kind="classes", overwrite=overwrite, config=config,
-        progress=progress, resume_key=resume_key if resume else None,
+        progress=progress, resume_key=resume_key,
         companions={"probabilities": probs} if probabilities else None,
         description=f"segmented by {path.name}",
         attrs={"model": {"checkpoint": str(path), "architecture": spec.architecture,

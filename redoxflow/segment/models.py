@@ -11,10 +11,11 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InputError, require
 

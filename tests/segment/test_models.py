@@ -95,7 +95,7 @@ def test_mismatched_request_and_weights_are_clear_errors(tiny_checkpoint, tmp_pa
     with pytest.raises(InputError, match="takes 1 input channel"):
         load_model(tiny_checkpoint, in_channels=3)
     spec, state = read_checkpoint(tiny_checkpoint)
-    spec.options = {"width": 8, "depth": 2}  # metadata that does not fit the weights
+    spec.options = {"width": 16, "depth": 2}  # metadata that does not fit the weights
     torch.save({"format": "redoxflow-checkpoint", "metadata": spec.to_json(),
                 "state_dict": state}, tmp_path / "wrong.pt")
     with pytest.raises(InputError, match="do not fit architecture"):
