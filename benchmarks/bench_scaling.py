@@ -52,7 +52,8 @@ def main() -> None:
     rows = []
     try:
         ph = rf.make_phantom((16, 512, 512), seed=2)
-        rf.ingest(ph.image, work / "raw.zarr", chunks=(2, 512, 512), progress=False)
+        rf.ingest(ph.image, work / "raw.zarr", chunks=(2, 512, 512), voxel_size=1.0,
+                  progress=False)
         base = None
         for n in range(1, args.max_workers + 1):
             t = run(n, mask, work / "raw.zarr", work)
