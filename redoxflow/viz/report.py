@@ -52,7 +52,8 @@ def _embed(path: Path) -> str:
 
 def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
            render_3d: bool = True, orbit_frames: int = 0, progress: bool = False) -> Path:
-    """Write ``report.html`` (and the PNGs under ``figures/``) next to ``results.zarr``.
+    """Write ``report.html`` next to ``results.zarr`` (or at ``out``) and its PNGs under
+    ``figures/`` beside it.
 
     Figures whose variables are missing are skipped with a note in the report; 3D scenes
     need the class store recorded in the results' provenance and ``bubble_labels.zarr``.
@@ -69,8 +70,8 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         raise InputError(f"{results} is not an analysis result (no summary group)")
     folder = results.parent
     out = Path(out) if out else folder / "report.html"
-    figs = folder / "figures"
-    figs.mkdir(exist_ok=True)
+    figs = out.parent / "figures"  # next to the page, whose <img> links point there
+    figs.mkdir(parents=True, exist_ok=True)
     sections, notes = [], []
     summary = tree["summary"].to_dataset()
     bubbles = tree["bubbles"].to_dataset() if "bubbles" in tree.children else None

@@ -76,7 +76,8 @@ def surface(mask: np.ndarray, spacing: Sequence[float], *, decimate: float = 0.0
     grid.point_data["m"] = np.pad(mask, 1).astype(np.float32).ravel(order="C")
     mesh = grid.contour([0.5], scalars="m")
     if decimate > 0 and mesh.n_cells > 1000:
-        mesh = mesh.decimate(decimate)
+        # vtkDecimatePro: quadric decimation took minutes on noisy 10^5-10^6-cell surfaces
+        mesh = mesh.decimate_pro(decimate)
     return mesh
 
 
