@@ -129,7 +129,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     pipe.insert(0, {"run": "bare in-memory loop (2 torch threads)", "seconds": round(bare_s, 2),
                     "slices_per_s": round(args.slices / bare_s, 3), "ratio_to_bare_loop": 1.0})
-    extra = {"pipeline": pipe, "volume": [args.slices, args.size, args.size],
+    extra = {"volume": [args.slices, args.size, args.size],
              "model": str(ckpt.name), "cpu_threads": os.cpu_count()}
     if rows:
         report("segment_architectures", rows)

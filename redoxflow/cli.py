@@ -357,7 +357,7 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
     """Train a segmentation model on image/mask pairs (or phantoms); writes OUT/best.pt."""
     from .errors import InputError
     from .segment import train
-    from .segment.training import _as_volumes
+    from .segment.training import read_volumes
 
     names = ["background", "foreground"] if binary else classes.split(",")
     if synthetic:
@@ -365,7 +365,7 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
 
         imgs, msks = phantom_pairs(range(1000, 1000 + synthetic))
     elif images and len(images) == len(masks):
-        imgs, msks = _as_volumes(list(images), "images"), _as_volumes(list(masks), "masks")
+        imgs, msks = read_volumes(list(images), "images"), read_volumes(list(masks), "masks")
         if binary:
             msks = [(m > 0).astype(np.uint8) for m in msks]
     else:
@@ -391,9 +391,9 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
 def evaluate_cmd(prediction, truth, classes, binary, out):
     """Per-class precision, recall, F1 and IoU of PREDICTION against TRUTH (stores or images)."""
     from .segment import evaluate, format_scores
-    from .segment.training import _as_volumes
+    from .segment.training import read_volumes
 
-    pred, true = (v if _is_zarr(v) else _as_volumes(str(v), "volume")[0]
+    pred, true = (v if _is_zarr(v) else read_volumes(str(v), "volume")[0]
                   for v in (prediction, truth))
     names = ["background", "foreground"] if binary else classes.split(",")
     if binary:

@@ -57,7 +57,7 @@ class SegmentConfig:
     """Segmentation of grey levels into classes (``redoxflow.segment``).
 
     ``model``: ``builtin`` (the shipped phantom U-Net), ``classical`` (multi-Otsu baseline),
-    a checkpoint path, or ``none`` (the input already holds classes; for the synthetic input
+    a checkpoint path, or ``skip`` (the input already holds classes; for the synthetic input
     its exact ground truth is used).
     """
 

@@ -51,7 +51,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
         if not _done(raw_store):
             ingest(ph.image, raw_store, voxel_size=ph.voxel_size, kind="intensity", config=cfg,
                    progress=progress)
-        if cfg.segment.model == "none" and not _done(classes_store):
+        if cfg.segment.model == "skip" and not _done(classes_store):
             ingest(ph.classes, classes_store, voxel_size=ph.voxel_size, kind="classes",
                    config=cfg, progress=progress)
     elif not (_done(classes_store) or _done(raw_store)):
@@ -63,8 +63,8 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
     t0 = time.perf_counter()
     scores = None
     if not _done(classes_store):
-        if cfg.segment.model == "none":
-            raise InputError("the input holds grey levels but segment.model is 'none': set "
+        if cfg.segment.model == "skip":
+            raise InputError("the input holds grey levels but segment.model is 'skip': set "
                              "segment.model to builtin, classical or a checkpoint path")
         from .segment import segment
 
@@ -73,7 +73,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, 
                 batch_size=seg.batch_size, mode=seg.mode, slab=seg.slab,
                 triplanar=seg.triplanar, probabilities=seg.probabilities, device=seg.device,
                 nan_policy=seg.nan_policy, progress=progress, config=cfg)
-    if truth is not None and cfg.segment.model != "none":
+    if truth is not None and cfg.segment.model != "skip":
         from .segment import evaluate
 
         ds = evaluate(open_volume(classes_store).data, truth)

@@ -37,3 +37,45 @@ def test_bad_cluster_requests(tmp_path):
         make_client("slurm")
     with pytest.raises(InputError, match="at least 1"):
         make_client("local", workers=0)
+
+
+def test_pbs_job_script_without_scheduler():
+    pytest.importorskip("dask_jobqueue")
+    script = job_script("pbs", ROOT / "deployment" / "pbs.yaml")
+    assert "#PBS" in script and "dask" in script
+
+
+@pytest.mark.parametrize("name", ["demo", "laptop", "hpc-slurm", "gpu", "utile-compat"])
+def test_every_shipped_config_loads(name):
+    from redoxflow.config import load_config
+
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml", environ={})
+    assert cfg.cluster.dashboard_address.startswith("127.0.0.1")  # never exposed by default
+    assert cfg.segment.model
+
+
+def test_dashboard_stays_on_localhost_by_default():
+    from redoxflow.config import load_config
+
+    with make_client("local", workers=1, memory_limit="1GB",
+                     dashboard_address=load_config(environ={}).cluster.dashboard_address) as c:
+        assert "127.0.0.1" in c.dashboard_link
+
+
+def test_pipeline_refuses_paths_that_would_overwrite_user_data(tmp_path):
+    from redoxflow.config import load_config
+    from redoxflow.pipeline import check_paths
+
+    out = tmp_path / "results"
+    for source, directory in [(out / "raw.zarr", out), (tmp_path, out), (out, out)]:
+        cfg = load_config(environ={}, overrides={"input.source": str(source),
+                                                 "output.directory": str(directory)})
+        with pytest.raises(InputError, match="choose"):
+            check_paths(cfg)
+    (tmp_path / "file").write_text("x")
+    cfg = load_config(environ={}, overrides={"output.directory": str(tmp_path / "file")})
+    with pytest.raises(InputError, match="is a file"):
+        check_paths(cfg)
+    ok = load_config(environ={}, overrides={"input.source": str(tmp_path / "scan.tif"),
+                                            "output.directory": str(out)})
+    assert check_paths(ok) == out

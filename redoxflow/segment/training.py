@@ -88,7 +88,7 @@ def grid_patches(image: np.ndarray, mask: np.ndarray, tile: int):
 
 # --- data --------------------------------------------------------------------------------
 
-def _as_volumes(data: Any, what: str) -> list[np.ndarray]:
+def read_volumes(data: Any, what: str) -> list[np.ndarray]:
     """Array, path (any readable volume or slice) or a list of them -> list of 3D arrays."""
     items = data if isinstance(data, (list, tuple)) else [data]
     out = []
@@ -238,11 +238,11 @@ def train(
     spec = ModelSpec(architecture=architecture, classes=names, in_channels=2 * context + 1,
                      context=context, input_size=tile, options=dict(options or {}),
                      **({"normalization": normalization} if normalization else {}))
-    pairs = _slices(_as_volumes(images, "images"), _as_volumes(masks, "masks"), spec, len(names))
+    pairs = _slices(read_volumes(images, "images"), read_volumes(masks, "masks"), spec, len(names))
     if val_images is not None:
         train_pairs = pairs
-        val_pairs = _slices(_as_volumes(val_images, "val_images"),
-                            _as_volumes(val_masks, "val_masks"), spec, len(names))
+        val_pairs = _slices(read_volumes(val_images, "val_images"),
+                            read_volumes(val_masks, "val_masks"), spec, len(names))
     else:
         train_pairs, val_pairs = split_validation(pairs, val_fraction)
     dev = resolve_device(device)
