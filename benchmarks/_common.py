@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,14 +25,14 @@ def best_of(repeats: int, fn, *args, **kwargs):
 
 
 def machine() -> dict:
-    import os
-
     return {"python": platform.python_version(), "cpus": os.cpu_count(),
             "machine": platform.machine()}
 
 
 def report(name: str, rows: list[dict], extra: dict | None = None) -> Path:
-    """Print a markdown table and write ``results/NAME.json``."""
+    """Print a markdown table and write ``results/NAME.json`` (``results/suite_NAME.json``
+    under ``run_all.py``, which sets ``RF_BENCH_PREFIX``)."""
+    name = os.environ.get("RF_BENCH_PREFIX", "") + name
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

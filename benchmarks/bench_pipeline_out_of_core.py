@@ -38,7 +38,8 @@ def prepare(shape, base_z: int, store: Path) -> None:
     import redoxflow as rf
 
     t0 = time.perf_counter()
-    ph = rf.make_phantom((base_z, *shape[1:]), seed=21, fibre_density=0.05)
+    ph = rf.make_phantom((base_z, *shape[1:]), seed=21, fibre_density=0.05,
+                         n_bubbles=max(12, base_z * shape[1] * shape[2] // 160_000))
     base = da.from_array(ph.image, chunks=(32, -1, -1))
     del ph
     copies = [base if k % 2 == 0 else base[::-1] for k in range(shape[0] // base_z)]
@@ -98,7 +99,7 @@ def main() -> None:
              "summary": {k: summary[k] for k in ("n_bubbles", "bubble_volume_fraction",
                                                    "membrane_blocked_fraction", "class_voxels")}}
     print(json.dumps(extra, indent=2))
-    report("pipeline_out_of_core", rows, extra)
+    report(f"pipeline_out_of_core_{args.model}", rows, extra)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from .filters import (
     remove_z_isolated,
 )
 from .moments import block_moments, orientation_angles, principal_axes, reduce_moments
-from .surface import crop_measures, mesh_measures
+from .surface import combine_slab_parts, crop_measures, mesh_measures, slab_mesh_part
 
 __all__ = [
     "MOMENT_PROPERTIES",
@@ -203,25 +203,54 @@ def _crop_batches(bbmin, bbmax, shape, budget):
     return batches
 
 
+def _big_bubble_task(arr, bid, lo, hi, clip_lo, clip_hi, sp, level, pad, budget):
+    """Mesh measures of one bubble whose box exceeds the budget, from z slabs of its box."""
+    import dask
+
+    plane = int((hi[1] - lo[1] + 1) * (hi[2] - lo[2] + 1))
+    height = max(2, budget // plane)
+    yx = (slice(lo[1], hi[1] + 1), slice(lo[2], hi[2] + 1))
+    parts, a = [], int(lo[0])
+    while True:
+        b = min(a + height - 1, int(hi[0]))
+        first, last = a == lo[0], b == hi[0]
+        pads = ((int(clip_lo[0]) if first else 0, int(clip_hi[0]) if last else 0),
+                (int(clip_lo[1]), int(clip_hi[1])), (int(clip_lo[2]), int(clip_hi[2])))
+        # where the slab's first (padded) plane lies in the whole padded box
+        offset = 0 if first else (a - int(lo[0])) + (int(clip_lo[0]) if pad else 0)
+        parts.append(dask.delayed(slab_mesh_part, pure=True)(
+            arr[(slice(a, b + 1), *yx)] == bid, sp, level, pads if pad else False, offset))
+        if last:
+            break
+        a = b  # slabs share their boundary plane: every cell belongs to exactly one slab
+    return dask.delayed(combine_slab_parts, pure=True)(parts)
+
+
 def _add_shape(ds, arr, mom, sp, level, pad, budget):
     import dask
 
-    tasks = []
     shape = np.asarray(arr.shape)
     grown_min = np.maximum(mom["bbmin"] - 1, 0)  # one voxel of margin, clipped to the volume
     grown_max = np.minimum(mom["bbmax"] + 1, shape - 1)
     clip_lo = grown_min - (mom["bbmin"] - 1)
     clip_hi = (mom["bbmax"] + 1) - grown_max
-    batches = _crop_batches(grown_min, grown_max, arr.shape, budget)
+    big = np.prod(grown_max - grown_min + 1, axis=1) > budget
+    small = np.flatnonzero(~big)
+    batches = _crop_batches(grown_min[small], grown_max[small], arr.shape, budget)
+    tasks = []
     for members, lo, hi in batches:
         region = arr[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
+        members = small[members]
         boxes = [tuple(grown_min[i] - lo) + tuple(grown_max[i] - lo + 1)
                  + tuple(clip_lo[i]) + tuple(clip_hi[i]) for i in members]
-        tasks.append(dask.delayed(crop_measures, pure=True)(
-            region, mom["ids"][members].tolist(), boxes, sp, level, pad))
-    results = dask.compute(tasks)[0]
+        tasks.append((members, dask.delayed(crop_measures, pure=True)(
+            region, mom["ids"][members].tolist(), boxes, sp, level, pad)))
+    for i in np.flatnonzero(big):  # e.g. percolating gas: never one crop in memory
+        tasks.append(([i], _big_bubble_task(arr, int(mom["ids"][i]), grown_min[i], grown_max[i],
+                                            clip_lo[i], clip_hi[i], sp, level, pad, budget)))
+    results = dask.compute([t for _, t in tasks])[0]
     mesh = np.full((len(mom["ids"]), 3), np.nan)
-    for (members, _, _), res in zip(batches, results):
+    for (members, _), res in zip(tasks, results):
         mesh[members] = res
     area = mesh[:, 0]
     volume = ds["volume"].values

@@ -7,6 +7,41 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def _pad(mask: np.ndarray, pad) -> np.ndarray:
+    vol = mask.astype(np.float32)
+    if pad is True:
+        return np.pad(vol, 1)
+    return vol if pad is False else np.pad(vol, pad)
+
+
+def _mesh(vol: np.ndarray, spacing, level: float):
+    """Marching-cubes vertices and faces, or None when there is no surface."""
+    from skimage.measure import marching_cubes
+
+    if min(vol.shape) < 2:
+        return None
+    try:
+        verts, faces, _, _ = marching_cubes(vol, level=level, spacing=tuple(spacing))
+    except (ValueError, RuntimeError):
+        return None
+    return verts, faces
+
+
+def _signed_volume(verts: np.ndarray, faces: np.ndarray) -> float:
+    """Divergence theorem: sum of signed tetrahedra (origin, triangle); additive over pieces."""
+    tri = verts[faces]
+    return float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0
+
+
+def _hull_volume(points: np.ndarray) -> float:
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        return float(ConvexHull(points).volume)
+    except (QhullError, ValueError):  # planar or line-like objects have no 3D hull
+        return np.nan
+
+
 def mesh_measures(mask: np.ndarray, spacing: Sequence[float], *, level: float = 0.5,
                   pad: bool | Sequence[Sequence[int]] = True) -> tuple[float, float, float]:
     """Surface area, enclosed volume and convex-hull volume of a binary crop's iso-surface.
@@ -23,28 +58,51 @@ def mesh_measures(mask: np.ndarray, spacing: Sequence[float], *, level: float = 
         Pad with one voxel of background (on every side, or as given per axis) so the
         surface is closed.
     """
-    from scipy.spatial import ConvexHull, QhullError
-    from skimage.measure import marching_cubes, mesh_surface_area
+    from skimage.measure import mesh_surface_area
 
-    vol = mask.astype(np.float32)
-    if pad is True:
-        vol = np.pad(vol, 1)
-    elif pad is not False:
-        vol = np.pad(vol, pad)
-    if min(vol.shape) < 2:
+    mesh = _mesh(_pad(mask, pad), spacing, level)
+    if mesh is None:
         return np.nan, np.nan, np.nan
-    try:
-        verts, faces, _, _ = marching_cubes(vol, level=level, spacing=tuple(spacing))
-    except (ValueError, RuntimeError):
+    verts, faces = mesh
+    return (float(mesh_surface_area(verts, faces)), abs(_signed_volume(verts, faces)),
+            _hull_volume(verts))
+
+
+def slab_mesh_part(mask: np.ndarray, spacing: Sequence[float], level: float, pad,
+                   z_offset: int) -> tuple[float, float, np.ndarray]:
+    """One z slab of a large object -> (area, signed volume, convex-hull points).
+
+    Slabs that share their boundary plane split the marching-cubes cells exactly, so areas
+    and signed volumes add up to the whole object's, and the hull of all slabs' hull points is
+    the object's hull. ``z_offset`` places the slab (in padded planes) along z.
+    """
+    from skimage.measure import mesh_surface_area
+
+    mesh = _mesh(_pad(mask, pad), spacing, level)
+    if mesh is None:
+        return 0.0, 0.0, np.empty((0, 3))
+    verts, faces = mesh
+    verts[:, 0] += z_offset * spacing[0]
+    hull = verts
+    if len(verts) > 3:
+        from scipy.spatial import ConvexHull, QhullError
+
+        try:
+            hull = verts[ConvexHull(verts).vertices]
+        except (QhullError, ValueError):
+            pass
+    return float(mesh_surface_area(verts, faces)), _signed_volume(verts, faces), hull
+
+
+def combine_slab_parts(parts) -> tuple[float, float, float]:
+    """(area, enclosed volume, hull volume) of an object from its slabs' parts."""
+    if not parts:
         return np.nan, np.nan, np.nan
-    area = float(mesh_surface_area(verts, faces))
-    tri = verts[faces]
-    enclosed = abs(float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0)
-    try:
-        hull = float(ConvexHull(verts).volume)
-    except (QhullError, ValueError):  # planar or line-like objects have no 3D hull
-        hull = np.nan
-    return area, enclosed, hull
+    points = np.concatenate([p[2] for p in parts])
+    area = sum(p[0] for p in parts)
+    if area == 0:
+        return np.nan, np.nan, np.nan
+    return area, abs(sum(p[1] for p in parts)), _hull_volume(points)
 
 
 def crop_measures(crop: np.ndarray, ids: Sequence[int], boxes: Sequence[Sequence[int]],

@@ -146,3 +146,18 @@ def test_regionprops_on_cluster_from_store(client, tmp_path, phantom):
     assert ds.sizes["bubble"] == n
     assert ds.attrs["spacing"] == [4.0, 4.0, 4.0]
     np.testing.assert_allclose(ds["volume"].sum(), (phantom.classes == 1).sum() * 64.0)
+
+
+@pytest.mark.parametrize("pad", [True, False])
+def test_bubbles_larger_than_the_crop_budget_are_meshed_in_slabs_exactly(phantom, pad):
+    import dask.array as da
+
+    labels = phantom.instances.copy()
+    labels[:, 30:34, :] = labels.max() + 1  # a wall spanning the volume, cut by every face
+    arr = da.from_array(labels, chunks=(16, 40, 40))
+    whole = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad)
+    sliced = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad, batch_voxels=3000)
+    assert (np.prod([whole["bbox_max"] - whole["bbox_min"] + 3], axis=-1) > 3000).any()
+    for name in ("surface_area", "sphericity", "solidity"):
+        np.testing.assert_allclose(sliced[name].values, whole[name].values, rtol=1e-9,
+                                   equal_nan=True, err_msg=name)
