@@ -1,8 +1,8 @@
 """The whole pipeline on a 2 G-voxel tomogram with workers capped at 4 GB each.
 
 A synthetic VRFB tomogram of 2048x1024x1024 voxels (uint8 grey levels) is built from one
-256x1024x1024 phantom mirrored along z (so the membrane and gaskets stay continuous) and
-ingested to ``input.zarr`` in a separate process. Then ``redoxflow run`` runs every stage
+256x1024x1024 phantom (one bubble per 160,000 voxels, a few % gas) mirrored along z (so the
+membrane and gaskets stay continuous) and ingested to ``input.zarr`` in a separate process. Then ``redoxflow run`` runs every stage
 (ingest -> segment -> label -> measure -> analyze -> report) on a LocalCluster of 2
 single-threaded workers capped at ``--worker-memory``. Reported per stage: wall time,
 MVoxel/s; peak RSS of each worker and of the pipeline process; restarted workers.
