@@ -54,6 +54,10 @@ def main() -> None:
     ap.add_argument("--base-z", type=int, default=256)
     ap.add_argument("--worker-memory", default="4GB")
     ap.add_argument("--model", default="classical")
+    ap.add_argument("--compat", default=None, help="analysis compat mode (utile: centroid "
+                    "distances instead of exact surface distances)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep finished stages of an earlier run (they are skipped)")
     ap.add_argument("--workdir", default="/tmp/rf-bench-pipeline")
     ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -67,7 +71,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, __file__, "--prepare", "--shape", args.shape,
                         "--base-z", str(args.base_z), "--workdir", str(work)], check=True)
-    shutil.rmtree(work / "results", ignore_errors=True)
+    if not args.resume:
+        shutil.rmtree(work / "results", ignore_errors=True)
 
     from redoxflow.cluster import make_client
     from redoxflow.config import load_config
@@ -78,7 +83,8 @@ def main() -> None:
         "output.directory": str(work / "results"), "output.orbit_frames": 0,
         "io.chunk_mib": 32, "cluster.workers": 2, "cluster.threads_per_worker": 1,
         "cluster.memory_limit": args.worker_memory, "cluster.dashboard_address": None,
-        "segment.model": args.model, "analyze.negative_side": "high"})
+        "segment.model": args.model, "analyze.negative_side": "high",
+        "analyze.compat": args.compat})
     with make_client(config=cfg.cluster) as client:
         before = set(client.scheduler_info()["workers"])
         t0 = time.perf_counter()
@@ -92,6 +98,7 @@ def main() -> None:
     rows.append({"stage": "total", "seconds": round(wall, 1),
                  "MVoxel_per_s": round(voxels / wall / 1e6, 2)})
     extra = {"shape": list(shape), "voxels": voxels, "model": args.model,
+             "compat": args.compat, "resumed": args.resume,
              "worker_memory_limit": args.worker_memory,
              "worker_peak_rss_gib": {k: round(v / 2**30, 2) for k, v in rss.items()},
              "pipeline_process_peak_rss_gib": round(peak_rss() / 2**30, 2),
