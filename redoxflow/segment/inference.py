@@ -350,8 +350,6 @@ def segment(
         raise InputError(f"nan_policy {nan_policy!r} is unknown: use 'raise' or 'fill'")
     if device.startswith("cuda"):
         _check_cuda_somewhere(device)
-    if out is not None:
-        _refuse_existing(out, overwrite)
     vol, voxel, identity = _as_volume(volume)
     low, high = normalization_range(vol, spec)
     slab = slab or min(int(vol.chunks[0][0]), 32)
@@ -386,14 +384,6 @@ def _check_cuda_somewhere(device: str) -> None:
         return  # checked on the workers, where the GPUs are
     except (ImportError, ValueError):
         resolve_device(device)
-
-
-def _refuse_existing(out, overwrite: bool) -> None:
-    from ..errors import StoreExistsError
-
-    if Path(out).exists() and not overwrite:
-        raise StoreExistsError(f"output {str(out)!r} already exists: choose another path or "
-                               "pass --overwrite")
 
 
 def _write_segmentation(labels, probs, out, probabilities, spec, voxel, path, overwrite,
