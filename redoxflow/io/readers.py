@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .metadata import read_metadata
 
 SLICE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
@@ -103,7 +104,7 @@ def _from_array(arr: Any, description: str, voxel_size=None) -> VolumeSource:
 
 # --- individual formats -------------------------------------------------------------------
 
-def _read_slice(path: Path) -> np.ndarray:
+def read_slice(path: Path) -> np.ndarray:
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
@@ -126,14 +127,14 @@ def read_slice_folder(folder: Path) -> VolumeSource:
     if not files:
         raise InputError(f"folder {str(folder)!r} holds no image slices "
                          f"({', '.join(sorted(SLICE_SUFFIXES))})")
-    first = _read_slice(files[0])
+    first = read_slice(files[0])
     if first.ndim != 2:
         raise InputError(f"slice {str(files[0])!r} has shape {first.shape}; a slice folder needs "
                          "2D images")
     _check_slice_headers(files, first)
 
     def reader(z0: int, z1: int) -> np.ndarray:
-        slab = [_read_slice(f) for f in files[z0:z1]]
+        slab = [read_slice(f) for f in files[z0:z1]]
         for f, s in zip(files[z0:z1], slab):
             if s.shape != first.shape or s.dtype != first.dtype:
                 raise InputError(f"slice {f.name} has shape {s.shape} dtype {s.dtype} but "
@@ -345,8 +346,6 @@ def read_zarr(path: Path) -> VolumeSource:
         raise InputError(f"cannot open Zarr store {str(path)!r}: {exc}") from exc
     voxel = None
     if isinstance(node, zarr.Group):
-        from .store import read_metadata
-
         meta = read_metadata(node)
         node = node[meta["datasets"][0]]
         voxel = tuple(meta["voxel_size"])

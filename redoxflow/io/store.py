@@ -9,54 +9,28 @@ half-written store under the final name.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import math
 import os
 import shutil
-import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, StoreExistsError
+from .. import __version__
+from ..common.atomic import atomic_store, is_store
+from ..common.options import Kind, check_choice
+from ..common.units import normalize_voxel_size
+from ..config import Config
+from ..errors import InputError
+from .metadata import SPATIAL, ome_metadata, read_metadata
 from .readers import SeriesSource, VolumeSource, open_source
 
-Kind = Literal["auto", "intensity", "classes", "labels"]
-SPATIAL = ("z", "y", "x")
 MIN_LEVEL_SIZE = 32
-NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
 
 
 # --- small pure helpers ------------------------------------------------------------------
-
-def normalize_voxel_size(voxel_size: Any) -> tuple[float, float, float]:
-    """Voxel size as (z, y, x) micrometres from a number, a sequence or ``"z,y,x"``."""
-    value = voxel_size
-    if isinstance(value, str):
-        try:
-            value = [float(v) for v in value.replace("x", ",").split(",") if v.strip()]
-        except ValueError as exc:
-            raise InputError(f"voxel size {voxel_size!r} is malformed: give one number or "
-                             "three numbers z,y,x in micrometres") from exc
-    if np.isscalar(value):
-        value = [value] * 3
-    try:
-        vals = tuple(float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"voxel size {voxel_size!r} is malformed: give one number or three "
-                         "numbers z,y,x in micrometres") from exc
-    if len(vals) == 1:
-        vals = vals * 3
-    if len(vals) != 3:
-        raise InputError(f"voxel size {voxel_size!r} has {len(vals)} values: give 1 or 3 (z,y,x)")
-    if not all(math.isfinite(v) and v > 0 for v in vals):
-        raise InputError(f"voxel size {voxel_size!r} must be positive and finite (micrometres)")
-    return vals  # type: ignore[return-value]
-
 
 def choose_chunks(shape: Sequence[int], itemsize: int, target_mib: float = 96.0,
                   chunks: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -108,96 +82,6 @@ def downsample2(block: np.ndarray, kind: str) -> np.ndarray:
     return b.astype(block.dtype)
 
 
-def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: int) -> dict:
-    """OME-Zarr 0.5 ``ome`` attribute block for a (t?, z, y, x) pyramid."""
-    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in SPATIAL]
-    if ndim == 4:
-        axes.insert(0, {"name": "t", "type": "time"})
-    datasets = []
-    for level in range(n_levels):
-        f = 2**level
-        scale = [float(v) * f for v in voxel_size]
-        shift = [float(v) * (f - 1) / 2 for v in voxel_size]
-        if ndim == 4:
-            scale, shift = [1.0, *scale], [0.0, *shift]
-        datasets.append({"path": str(level), "coordinateTransformations": [
-            {"type": "scale", "scale": scale}, {"type": "translation", "translation": shift}]})
-    return {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]}
-
-
-def read_metadata(group: Any) -> dict[str, Any]:
-    """Voxel size, datasets and the redoxflow block of an OME-Zarr group."""
-    attrs = dict(group.attrs)
-    ome = attrs.get("ome", attrs)
-    try:
-        ms = ome["multiscales"][0]
-        datasets = [d["path"] for d in ms["datasets"]]
-        scale0 = ms["datasets"][0]["coordinateTransformations"][0]["scale"][-3:]
-        axes = [a["name"] for a in ms["axes"]]
-    except (KeyError, IndexError, TypeError) as exc:
-        if "resume_key" in attrs:
-            raise InputError("this Zarr store is an unfinished write (interrupted): run the "
-                             "command that writes it again to complete it") from exc
-        raise InputError("Zarr group has no OME multiscales metadata: ingest it with "
-                         "`redoxflow ingest` first") from exc
-    return {"datasets": datasets, "voxel_size": [float(v) for v in scale0], "axes": axes,
-            "redoxflow": attrs.get("redoxflow", {}), "multiscales": ms}
-
-
-# --- atomic destination ------------------------------------------------------------------
-
-def _is_store(path: Path) -> bool:
-    return path.is_dir() and ((path / "zarr.json").exists() or (path / ".zgroup").exists()
-                              or (path / ".zarray").exists())
-
-
-@contextlib.contextmanager
-def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
-                 resume: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling directory; rename it to ``store`` only if the block succeeds.
-
-    An existing store is refused unless ``overwrite``; a path that exists but is not a Zarr
-    store is never replaced. On failure the temporary directory is removed (kept when
-    ``resume``: its name is then fixed, ``.NAME.partial``, so a rerun can pick it up) and any
-    existing store is left untouched.
-    """
-    dest = Path(store).absolute()
-    if dest.exists():
-        if not overwrite:
-            raise StoreExistsError(f"output {str(dest)!r} already exists: choose another path or "
-                                   "pass --overwrite")
-        if not _is_store(dest):
-            raise StoreExistsError(f"output {str(dest)!r} exists and is not a Zarr store: "
-                                   "refusing to replace it; choose another path")
-    parent = dest.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {str(parent)!r}: {exc.strerror}; "
-                         "choose a writable location") from exc
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"output folder {str(parent)!r} is not writable: choose a writable "
-                         "location")
-    tmp = parent / (f".{dest.name}.partial" if resume
-                    else f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-    except BaseException as exc:
-        if not resume:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-            raise InputError(f"no space to write {str(dest)!r} ({exc.strerror}): free space or "
-                             "choose another output location; the input is untouched") from exc
-        raise
-    old = None
-    if dest.exists():
-        old = parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        dest.rename(old)
-    tmp.rename(dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # --- writing -----------------------------------------------------------------------------
 
 def _codecs(level: int):
@@ -206,7 +90,7 @@ def _codecs(level: int):
     return [ZstdCodec(level=level)] if level > 0 else None
 
 
-def _detect_kind(sample: np.ndarray) -> str:
+def detect_kind(sample: np.ndarray) -> str:
     if np.issubdtype(sample.dtype, np.integer) and sample.size and int(sample.max()) < 16:
         return "classes"
     return "intensity"
@@ -266,11 +150,8 @@ def ingest(
     xarray.DataArray
         The written store, opened lazily (see :func:`open_volume`).
     """
-    from ..config import load_config
-
-    cfg = config or load_config()
-    if kind not in ("auto", "intensity", "classes", "labels"):
-        raise InputError(f"kind {kind!r} is unknown: use auto, intensity, classes or labels")
+    cfg = config or Config()
+    check_choice(kind, Kind, "kind")
     src = _as_source(source, reader_options)
     vsize = normalize_voxel_size(voxel_size) if voxel_size is not None else src.voxel_size
     if vsize is None:
@@ -283,7 +164,7 @@ def ingest(
     shape, dtype = src.shape, np.dtype(src.dtype)
     chunk_shape = choose_chunks(shape, dtype.itemsize, cfg.io.chunk_mib, chunks)
     if kind == "auto":
-        kind = _detect_kind(steps[0].read(0, min(chunk_shape[-3], shape[-3])))
+        kind = detect_kind(steps[0].read(0, min(chunk_shape[-3], shape[-3])))
     shapes = pyramid_shapes(shape, levels if levels is not None else cfg.io.pyramid_levels)
     with atomic_store(store, overwrite=overwrite) as tmp:
         group, arrays = _create_levels(tmp, shapes, chunk_shape, dtype, cfg)
@@ -320,8 +201,6 @@ def _create_levels(tmp: Path, shapes, chunk_shape, dtype, cfg):
 
 def _write_attrs(group, store, shape, vsize, n_levels, kind, description, cfg, extra) -> None:
     """OME multiscales + the redoxflow block (written last: the store is then complete)."""
-    from .. import __version__
-
     group.attrs.update({
         "ome": ome_metadata(Path(store).name, len(shape), vsize, n_levels),
         "redoxflow": {"kind": kind, "source": description, "version": __version__,
@@ -363,9 +242,7 @@ def write_dask(
     xarray.DataArray
         The written store, opened lazily.
     """
-    from ..config import load_config
-
-    cfg = config or load_config()
+    cfg = config or Config()
     vsize = normalize_voxel_size(voxel_size) if voxel_size is not None else (1.0, 1.0, 1.0)
     chunk_shape = tuple(max(c) for c in array.chunks)
     array = array.rechunk(chunk_shape)
@@ -573,7 +450,7 @@ def open_volume(store: str | os.PathLike, *, level: int = 0):
     path = Path(store)
     if not path.exists():
         raise InputError(f"store {str(path)!r} does not exist: check the path")
-    if not _is_store(path):
+    if not is_store(path):
         raise InputError(f"{str(path)!r} is not a Zarr store: ingest it with `redoxflow ingest`")
     group = zarr.open_group(store=str(path), mode="r")
     meta = read_metadata(group)

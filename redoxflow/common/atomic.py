@@ -1,0 +1,145 @@
+"""The one atomic writer: an output appears under its name only when it is complete.
+
+:func:`atomic_store` (folders such as Zarr stores) and :func:`atomic_file` (tables, reports,
+checkpoints, pictures) both yield a temporary sibling path, rename it into place when the
+``with`` block succeeds and remove it when it fails. An existing output is refused unless
+``overwrite``; a disk-full error becomes a one-line :class:`~redoxflow.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import InputError, StoreExistsError
+
+NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a Zarr (v2 or v3) store folder.
+
+    Examples
+    --------
+    >>> is_store("/nonexistent.zarr")
+    False
+    """
+    path = Path(path)
+    return path.is_dir() and ((path / "zarr.json").exists() or (path / ".zgroup").exists()
+                              or (path / ".zarray").exists())
+
+
+def _prepare(dest: Path, overwrite: bool, replaceable) -> Path:
+    """Refuse an existing output (or one that is not ours to replace); make its folder."""
+    if dest.exists():
+        if not overwrite:
+            raise StoreExistsError(f"output {str(dest)!r} already exists: choose another path or "
+                                   "pass --overwrite")
+        if not replaceable(dest):
+            raise StoreExistsError(f"output {str(dest)!r} exists and is not a "
+                                   f"{'Zarr store' if dest.suffix == '.zarr' or dest.is_dir() else 'file'}: "
+                                   "refusing to replace it; choose another path")
+    parent = dest.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {str(parent)!r}: {exc.strerror}; "
+                         "choose a writable location") from exc
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"output folder {str(parent)!r} is not writable: choose a writable "
+                         "location")
+    return parent
+
+
+def _no_space(exc: BaseException, dest: Path) -> None:
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+        raise InputError(f"no space to write {str(dest)!r} ({exc.strerror}): free space or "
+                         "choose another output location; the input is untouched") from exc
+
+
+@contextlib.contextmanager
+def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
+                 resume: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; rename it to ``store`` only if the block succeeds.
+
+    Parameters
+    ----------
+    store : path
+        The final folder (a Zarr store).
+    overwrite : bool
+        Replace an existing store; a path that exists but is not a Zarr store is never
+        replaced.
+    resume : bool
+        Keep the temporary folder (then named ``.NAME.partial``) when the block fails, so
+        a rerun can pick it up.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> with atomic_store(root / "a.zarr") as tmp:
+    ...     tmp.mkdir()
+    ...     _ = (tmp / "zarr.json").write_text("{}")
+    >>> is_store(root / "a.zarr")
+    True
+    """
+    dest = Path(store).absolute()
+    parent = _prepare(dest, overwrite, is_store)
+    tmp = parent / (f".{dest.name}.partial" if resume
+                    else f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+    except BaseException as exc:
+        if not resume:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _no_space(exc, dest)
+        raise
+    old = None
+    if dest.exists():
+        old = parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+        dest.rename(old)
+    tmp.rename(dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary sibling file name; move it onto ``path`` only if the block succeeds.
+
+    The temporary name keeps the suffix (``.report.html.partial-1a2b.html``) so writers that
+    pick a format from the suffix still work. A folder is never replaced.
+
+    Parameters
+    ----------
+    path : path
+        The final file.
+    overwrite : bool
+        Replace an existing file (default: callers that own the name, such as a pipeline
+        stage, overwrite; user-facing commands pass their ``--overwrite`` flag).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "table.csv"
+    >>> with atomic_file(target) as tmp:
+    ...     _ = tmp.write_text("a,b\\n")
+    >>> target.read_text()
+    'a,b\\n'
+    """
+    dest = Path(path).absolute()
+    parent = _prepare(dest, overwrite, lambda p: p.is_file())
+    tmp = parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}{dest.suffix}"
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        _no_space(exc, dest)
+        raise
