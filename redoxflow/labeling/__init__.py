@@ -7,8 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from .chunked import Connectivity, as_dask, label_dask
-from .kernels import label_dtype
+from .._backend import Backend, blocks_to, to_numpy
+from ..common.options import Connectivity, check_choice
+from ..io.store import write_dask
+from ..io.volume import as_volume
+from .chunked import check_mask_block, label_dask, validate_mask
+from .kernels import label_block, label_dtype
+from .masks import remove_z_isolated
 
 __all__ = ["label", "label_dask", "remove_z_isolated"]
 
@@ -21,18 +26,22 @@ def label(
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
     voxel_size: Any = None,
+    backend: Backend = "numpy",
     progress: bool = False,
 ):
     """Label connected components of a 3D mask, exactly as ``scipy.ndimage.label`` numbers them.
 
-    Each chunk is labelled independently (cc3d on CPU, cupyx on GPU blocks); components that
-    cross chunk faces, edges or corners are merged by union-find on the touching id pairs; the
-    final ids follow the raster order of each component's first voxel, whatever the chunking.
+    Each chunk is labelled independently (cc3d on the CPU, ``cupyx.scipy.ndimage.label`` on
+    the GPU); components that cross chunk faces, edges or corners are merged by union-find on
+    the touching id pairs; the final ids follow the raster order of each component's first
+    voxel, whatever the chunking and the backend.
 
     Parameters
     ----------
-    mask : dask array, numpy array, xarray.DataArray, zarr array or store path, shape (z, y, x)
-        Boolean or 0/1 integer mask. Floats need ``threshold``.
+    mask : path, zarr array, xarray.DataArray, dask or numpy array, shape (z, y, x)
+        Boolean or 0/1 integer mask (floats need ``threshold``), coerced with
+        :func:`redoxflow.io.volume.as_volume` (dask keeps its chunks; other inputs get whole
+        planes of about 96 MiB).
     connectivity : {6, 18, 26}
         Face, face+edge or full neighbourhood (scipy ranks 1, 2, 3).
     threshold : float, optional
@@ -43,41 +52,50 @@ def label(
         Replace an existing ``out`` store.
     voxel_size : float or (z, y, x), optional
         Recorded in the ``out`` store (default: the input's, else 1).
+    backend : {"numpy", "cupy"}
+        ``"cupy"`` moves each block to the GPU and labels it there (needs the ``gpu`` extra
+        and a CUDA device); the labels are identical to the ``"numpy"`` backend's.
     progress : bool
         Show a progress bar while writing ``out``.
 
     Returns
     -------
-    labels : same kind as the input (numpy for numpy, lazy dask otherwise, xarray from ``out``)
-        uint32 ids (uint64 when the count needs it); 0 is background.
+    labels : numpy array, dask array or xarray.DataArray
+        uint32 ids (uint64 when the count needs it), 0 is background: numpy for a numpy
+        input without ``out``; a lazy dask array otherwise (its blocks are CuPy arrays with
+        ``backend="cupy"``); the written store, opened lazily, with ``out``.
     n : int
         Number of components.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.zeros((1, 3, 3), bool)
+    >>> mask[0, 0, 0] = mask[0, 1, 1] = mask[0, 2, 0] = True
+    >>> labels, n = label(mask, connectivity=6)
+    >>> n, labels[0].tolist()
+    (3, [[1, 0, 0], [0, 2, 0], [3, 0, 0]])
+    >>> label(mask, connectivity=26)[1]
+    1
+    >>> import dask.array as da
+    >>> lazy, n = label(da.from_array(mask, chunks=(1, 2, 2)), connectivity=26)
+    >>> n, lazy.compute()[0].tolist()
+    (1, [[1, 0, 0], [0, 1, 0], [1, 0, 0]])
     """
-    if isinstance(mask, np.ndarray) and out is None:
-        from .chunked import _check_mask_block, _validate
-        from .kernels import label_block
-
-        _validate(mask, connectivity, threshold)
-        labels, n = label_block(_check_mask_block(mask, threshold), connectivity)
+    check_choice(backend, Backend, "backend")
+    if isinstance(mask, np.ndarray) and out is None and backend == "numpy":
+        validate_mask(mask, connectivity, threshold)
+        labels, n = label_block(check_mask_block(mask, threshold), connectivity)
         return labels.astype(label_dtype(n), copy=False), n
-    if voxel_size is None and hasattr(mask, "attrs"):
-        voxel_size = mask.attrs.get("voxel_size")
-    labels, n = label_dask(as_dask(mask), connectivity=connectivity, threshold=threshold)
+    vol = as_volume(mask, what="mask")
+    labels, n = label_dask(vol.data, connectivity=connectivity, threshold=threshold,
+                           backend=backend)
     if out is None:
+        if isinstance(mask, np.ndarray):  # numpy in, numpy out, whatever the backend
+            return to_numpy(labels.compute()), n
         return labels, n
-    from ..io.store import write_dask
-
-    written = write_dask(labels, out, voxel_size=voxel_size, kind="labels", overwrite=overwrite,
+    written = write_dask(blocks_to(labels, "numpy"), out,
+                         voxel_size=voxel_size if voxel_size is not None else vol.voxel_size,
+                         kind="labels", overwrite=overwrite,
                          attrs={"n_labels": n, "connectivity": connectivity}, progress=progress)
     return written, n
-
-
-def remove_z_isolated(mask: Any):
-    """The reference's "1-D bubble" filter: drop mask voxels with no mask voxel at z-1 or z+1.
-
-    The first and last slices are never cleaned (as in the reference). Works on numpy or dask
-    arrays (a one-slice z halo).
-    """
-    from ..measure.filters import remove_z_isolated as _impl
-
-    return _impl(mask)

@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 import itertools
-import os
-from typing import Any, Literal
 
+import dask
+import dask.array as da
 import numpy as np
 
-from .._backend import get_array_module
+from .._backend import Backend, blocks_to, get_array_module
+from ..common.options import Connectivity, check_choice
 from ..errors import InputError
 from . import kernels
 
-Connectivity = Literal[6, 18, 26]
+__all__ = ["check_mask_block", "label_dask", "validate_mask"]
 
 
-def _check_mask_block(block, threshold):
+def check_mask_block(block, threshold: float | None = None):
+    """A block as a boolean mask on its own backend (``block > threshold`` with a threshold).
+
+    Raises
+    ------
+    InputError
+        When an integer block holds values above 1 (a class volume, not a mask).
+
+    Examples
+    --------
+    >>> check_mask_block(np.array([0, 1, 1], np.uint8)).tolist()
+    [False, True, True]
+    >>> check_mask_block(np.array([0.2, 0.9]), threshold=0.5).tolist()
+    [False, True]
+    """
     xp = get_array_module(block)
     if threshold is not None:
         return block > threshold
@@ -27,18 +42,38 @@ def _check_mask_block(block, threshold):
     return block.astype(xp.bool_)
 
 
+def validate_mask(mask, connectivity: Connectivity, threshold: float | None) -> None:
+    """Check a mask's rank and dtype and the connectivity, before anything is computed.
+
+    Examples
+    --------
+    >>> validate_mask(np.zeros((2, 2, 2), bool), 26, None)
+    >>> validate_mask(np.zeros((2, 2, 2), np.float32), 26, None)
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: mask has float dtype float32: pass threshold= to binarise it, \
+or give a boolean/0-1 integer mask
+    """
+    check_choice(connectivity, Connectivity, "connectivity")
+    if mask.ndim != 3:
+        raise InputError(f"mask has {mask.ndim} dimensions, expected 3 (z, y, x)")
+    kind = np.dtype(mask.dtype).kind
+    if kind == "f" and threshold is None:
+        raise InputError(f"mask has float dtype {mask.dtype}: pass threshold= to binarise it, "
+                         "or give a boolean/0-1 integer mask")
+    if kind not in "biuf":
+        raise InputError(f"mask dtype {mask.dtype} is not supported: use bool or 0/1 integers")
+
+
 def _block_pass(block, index: int, origin, shape, connectivity, threshold):
-    """Pass 1 of one block: local labels -> (count, first voxels, six faces)."""
-    mask = _check_mask_block(block, threshold)
-    labels, n = kernels.label_block(mask, connectivity)
-    labels = kernels.host(labels)
+    """Pass 1 of one block: local labels -> (count, first voxels, six faces), all on the host."""
+    labels, n = kernels.label_block(check_mask_block(block, threshold), connectivity)
     return n, kernels.first_voxels(labels, n, origin, shape), kernels.faces(labels, index)
 
 
 def _relabel_pass(block, lut, connectivity, threshold):
-    """Pass 2 of one block: label again (deterministic) and map to final ids."""
-    mask = _check_mask_block(block, threshold)
-    labels, _ = kernels.label_block(mask, connectivity)
+    """Pass 2 of one block: label again (deterministic) and map to final ids (same backend)."""
+    labels, _ = kernels.label_block(check_mask_block(block, threshold), connectivity)
     return kernels.relabel(labels, lut)
 
 
@@ -51,46 +86,42 @@ def _boundary_pairs(lower_faces, upper_faces, grid2, connectivity):
     return kernels.touching_pairs(lower, upper, connectivity)
 
 
-def _validate(mask, connectivity, threshold):
-    if connectivity not in (6, 18, 26):
-        raise InputError(f"connectivity {connectivity!r} is not supported: use 6, 18 or 26")
-    if mask.ndim != 3:
-        raise InputError(f"mask has {mask.ndim} dimensions, expected 3 (z, y, x)")
-    kind = np.dtype(mask.dtype).kind
-    if kind == "f" and threshold is None:
-        raise InputError(f"mask has float dtype {mask.dtype}: pass threshold= to binarise it, "
-                         "or give a boolean/0-1 integer mask")
-    if kind not in "biuf":
-        raise InputError(f"mask dtype {mask.dtype} is not supported: use bool or 0/1 integers")
-
-
-def as_dask(x: Any):
-    """A dask array from a dask array, xarray, zarr array, store path or numpy array."""
-    import dask.array as da
-
-    if hasattr(x, "dims") and hasattr(x, "data"):
-        x = x.data
-    if isinstance(x, (str, os.PathLike)):
-        from ..io import open_volume
-
-        return open_volume(x).data
-    if isinstance(x, da.Array):
-        return x
-    if type(x).__module__.startswith("zarr"):
-        return da.from_zarr(x)
-    return da.from_array(x, chunks=x.shape if x.ndim == 3 and x.size < 2**27 else "auto")
-
-
-def label_dask(mask, *, connectivity: Connectivity = 26, threshold: float | None = None):
+def label_dask(mask, *, connectivity: Connectivity = 26, threshold: float | None = None,
+               backend: Backend = "numpy"):
     """Label a dask array -> (lazy dask array of final ids, number of components).
 
     The count (pass 1: per-block labels, first voxels and faces; union-find on the driver) is
     computed eagerly; the relabelled array (pass 2) is lazy and has the input's chunks.
-    """
-    import dask
-    import dask.array as da
 
-    _validate(mask, connectivity, threshold)
+    Parameters
+    ----------
+    mask : dask.array.Array, shape (z, y, x)
+        Boolean or 0/1 integer mask (floats need ``threshold``), on any backend.
+    connectivity : {6, 18, 26}
+        Face, face+edge or full neighbourhood.
+    threshold : float, optional
+        Binarise as ``mask > threshold`` first.
+    backend : {"numpy", "cupy"}
+        Where blocks are labelled: ``"cupy"`` moves each block to the GPU
+        (``cupyx.scipy.ndimage.label``) and the result's blocks are CuPy arrays.
+
+    Returns
+    -------
+    labels : dask.array.Array
+        uint32 ids (uint64 when the count needs it), blocks on ``backend``.
+    n : int
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> mask = da.from_array(np.array([[[1, 0, 1, 1]]], bool), chunks=(1, 1, 2))
+    >>> labels, n = label_dask(mask, connectivity=6)
+    >>> labels.compute().tolist(), n
+    ([[[1, 0, 2, 2]]], 2)
+    """
+    validate_mask(mask, connectivity, threshold)
+    check_choice(backend, Backend, "backend")
+    mask = blocks_to(mask, backend)
     shape = mask.shape
     grid = mask.numblocks
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in mask.chunks]
@@ -122,10 +153,10 @@ def label_dask(mask, *, connectivity: Connectivity = 26, threshold: float | None
     all_pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.uint64)
     luts, n = kernels.resolve(counts, firsts, all_pairs)
     dtype = kernels.label_dtype(n)
-    meta = mask._meta if get_array_module(mask._meta) is not np else np.empty((0, 0, 0), dtype)
+    meta = get_array_module(backend=backend).empty((0, 0, 0), dtype=dtype)
     out = np.empty(grid, dtype=object)
     for idx, i in block_index.items():
         bshape = tuple(mask.chunks[a][idx[a]] for a in range(3))
         task = dask.delayed(_relabel_pass, pure=True)(blocks[idx], luts[i], connectivity, threshold)
-        out[idx] = da.from_delayed(task, shape=bshape, dtype=dtype, meta=meta.astype(dtype))
+        out[idx] = da.from_delayed(task, shape=bshape, dtype=dtype, meta=meta)
     return da.block(out.tolist()), n

@@ -2,7 +2,8 @@
 
 Provisional ids are ``block_index << 32 | local_id`` (uint64), so every block labels alone.
 Final ids follow the raster order of each component's first voxel, exactly like
-``scipy.ndimage.label``.
+``scipy.ndimage.label``. A block's labels stay on its backend (NumPy or CuPy); only the small
+per-block outputs (first voxels, faces) come back to the host.
 """
 
 from __future__ import annotations
@@ -13,30 +14,51 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from .._backend import backend_of, label_kernel, to_numpy
+from .._backend import backend_of, get_array_module, group_min_max, label_kernel, to_numpy
 
 BLOCK_SHIFT = np.uint64(32)
 LOCAL_MASK = np.uint64(0xFFFFFFFF)
 
 
 def label_block(mask, connectivity: int):
-    """Label one block with the kernel of its backend -> (uint32 labels, n)."""
+    """Label one block with the kernel of its backend -> (uint32 labels, n).
+
+    Examples
+    --------
+    >>> labels, n = label_block(np.array([[[1, 1, 0, 1]]], bool), 6)
+    >>> labels.tolist(), n
+    ([[[1, 1, 0, 2]]], 2)
+    """
     return label_kernel(backend_of(mask))(mask, connectivity)
 
 
-def first_voxels(labels: np.ndarray, n: int, origin: Sequence[int],
-                 shape: Sequence[int]) -> np.ndarray:
+def first_voxels(labels, n: int, origin: Sequence[int], shape: Sequence[int]) -> np.ndarray:
     """Global raster (C-order) index of each local label's first voxel, shape (n,), int64.
 
-    Labels are numbered in the block's raster order, and global raster order restricted to a
-    block is its local raster order, so the first voxel in the block is the global minimum.
+    The global raster order restricted to a block is its local raster order, so the first
+    voxel in the block is the global minimum. ``labels`` (ids ``1..n``) may live on either
+    backend; the result is on the host.
+
+    Examples
+    --------
+    >>> first_voxels(np.array([[[0, 2, 1, 2]]]), 2, (1, 0, 0), (2, 1, 4)).tolist()
+    [6, 5]
     """
     flat = labels.ravel()
-    idx = np.flatnonzero(flat)
-    first = np.zeros(n + 1, dtype=np.int64)
-    # repeated indices: the last write wins, so write in reverse to keep the smallest index
-    first[flat[idx[::-1]]] = idx[::-1]
-    local = np.unravel_index(first[1:], labels.shape)
+    if backend_of(labels) == "numpy":
+        idx = np.flatnonzero(flat)
+        first = np.zeros(n + 1, dtype=np.int64)
+        # repeated indices: the last write wins, so write in reverse to keep the smallest index
+        first[flat[idx[::-1]]] = idx[::-1]
+        first = first[1:]
+    elif n == 0:
+        first = np.zeros(0, dtype=np.int64)
+    else:
+        xp = get_array_module(labels)
+        idx = xp.flatnonzero(flat)
+        lo, _ = group_min_max(flat[idx].astype(xp.int64) - 1, idx, n, flat.size)
+        first = to_numpy(lo)
+    local = np.unravel_index(first, labels.shape)
     glob = tuple(np.asarray(c, dtype=np.int64) + o for c, o in zip(local, origin))
     return np.ravel_multi_index(glob, tuple(shape)).astype(np.int64)
 
@@ -48,12 +70,19 @@ def encode(labels: np.ndarray, block_index: int) -> np.ndarray:
     return out
 
 
-def faces(labels: np.ndarray, block_index: int) -> list[np.ndarray]:
-    """The six one-voxel faces (low, high per axis) of a block, as provisional ids."""
+def faces(labels, block_index: int) -> list[np.ndarray]:
+    """The six one-voxel faces (low, high per axis) of a block, as provisional ids on the host.
+
+    Examples
+    --------
+    >>> [f.shape for f in faces(np.zeros((2, 3, 4), np.uint32), 0)]
+    [(3, 4), (3, 4), (2, 4), (2, 4), (2, 3), (2, 3)]
+    """
     out = []
     for axis in range(3):
         for end in (0, -1):
-            out.append(encode(np.take(labels, end, axis=axis), block_index))
+            plane = labels[(slice(None),) * axis + (end,)]
+            out.append(encode(to_numpy(plane), block_index))
     return out
 
 
@@ -130,14 +159,12 @@ def label_dtype(n: int) -> np.dtype:
 
 
 def relabel(labels, lut: np.ndarray):
-    """Apply a lookup table to a label block (on the block's backend)."""
-    if backend_of(labels) == "cupy":
-        import cupy
+    """Apply a lookup table (host array) to a label block, on the block's backend.
 
-        return cupy.asarray(lut)[labels]
-    return np.take(lut, labels)
-
-
-def host(x) -> np.ndarray:
-    """Block on the host (for the small per-block outputs)."""
-    return to_numpy(x)
+    Examples
+    --------
+    >>> relabel(np.array([[[0, 1, 2]]], np.uint32), np.array([0, 7, 3], np.uint32)).tolist()
+    [[[0, 7, 3]]]
+    """
+    xp = get_array_module(labels)
+    return xp.take(xp.asarray(lut), labels)

@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import dask
 import numpy as np
+import xarray as xr
 
+from .._backend import Backend, blocks_to, to_numpy
+from ..common.options import check_choice
 from ..errors import InputError
-from ..io.store import normalize_voxel_size
+from ..io.volume import as_volume
+from ..labeling import remove_z_isolated
 from .filters import (
     filter_cut_by_fov,
     filter_degenerate,
     filter_min_volume,
     filter_solidity,
     filter_sphericity_above_one,
-    remove_z_isolated,
 )
 from .moments import block_moments, orientation_angles, principal_axes, reduce_moments
 from .surface import combine_slab_parts, crop_measures, mesh_measures, slab_mesh_part
@@ -53,8 +57,7 @@ def _resolve_properties(properties: Any) -> set[str]:
 
 
 def _partial_sums(labels) -> dict[str, np.ndarray]:
-    import dask
-
+    """Per-block partial sums (on the blocks' backend), reduced exactly on the host."""
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in labels.chunks]
     blocks = labels.to_delayed()
     tasks = [dask.delayed(_host_moments, pure=True)(
@@ -64,9 +67,7 @@ def _partial_sums(labels) -> dict[str, np.ndarray]:
 
 
 def _host_moments(block, origin):
-    from .._backend import to_numpy
-
-    return block_moments(to_numpy(block), origin)
+    return {key: to_numpy(value) for key, value in block_moments(block, origin).items()}
 
 
 def regionprops(
@@ -81,6 +82,7 @@ def regionprops(
     flat_zeroes_both: bool = False,
     canonical: bool = True,
     batch_voxels: int = 2**24,
+    backend: Backend = "numpy",
 ):
     """Per-bubble properties of a label volume as an ``xarray.Dataset`` with dim ``bubble``.
 
@@ -91,8 +93,8 @@ def regionprops(
 
     Parameters
     ----------
-    labels : dask/numpy array, xarray.DataArray, zarr array or store path, shape (z, y, x)
-        Integer labels, 0 = background.
+    labels : path, zarr array, xarray.DataArray, dask or numpy array, shape (z, y, x)
+        Integer labels, 0 = background, coerced with :func:`redoxflow.io.volume.as_volume`.
     spacing : float or (z, y, x), optional
         Voxel size in micrometres (default: the input's ``voxel_size`` attr, else 1).
     properties : "all" or list of names
@@ -110,28 +112,37 @@ def regionprops(
         Canonicalise the major axis' sign (False: the raw ``eigh`` vector, as the reference).
     batch_voxels : int
         Upper bound of a crop batch's region (voxels).
+    backend : {"numpy", "cupy"}
+        Where the moment partial sums are computed: ``"cupy"`` moves each label block to the
+        GPU (same results; the small per-block sums come back to the host). Surface meshes
+        (marching cubes, convex hulls) are always computed on the CPU.
 
     Returns
     -------
     xarray.Dataset
         Coordinate ``bubble`` = label id; units in each variable's attrs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((4, 4, 4), np.uint32)
+    >>> labels[1:3, 1:3, 1:3] = 1
+    >>> labels[0, 0, 3] = 2
+    >>> ds = regionprops(labels, spacing=2.0, properties="volume")
+    >>> ds["bubble"].values.tolist(), ds["volume"].values.tolist()
+    ([1, 2], [64.0, 8.0])
+    >>> ds["centroid_voxel"].values[0].tolist(), ds["cut_by_fov"].values.tolist()
+    ([1.5, 1.5, 1.5], [False, True])
     """
-    from ..labeling.chunked import as_dask
-
     props = _resolve_properties(properties)
-    if spacing is None and hasattr(labels, "attrs"):
-        spacing = labels.attrs.get("voxel_size")
-    if spacing is None and isinstance(labels, str):
-        from ..io import open_volume
-
-        spacing = open_volume(labels).attrs["voxel_size"]
-    sp = normalize_voxel_size(1.0 if spacing is None else spacing)
-    arr = as_dask(labels)
-    if arr.ndim != 3:
-        raise InputError(f"labels have {arr.ndim} dimensions, expected 3 (z, y, x)")
+    check_choice(backend, Backend, "backend")
+    vol = as_volume(labels, what="labels")
+    sp = vol.spacing(spacing)
+    arr = vol.data
     if np.dtype(arr.dtype).kind not in "iu":
         raise InputError(f"labels have dtype {arr.dtype}: label a mask first with redoxflow.label")
-    mom = _partial_sums(arr)
+    mom = _partial_sums(blocks_to(arr, backend))
+    arr = blocks_to(arr, "numpy")  # crops for the surface meshes are read on the host
     ds = _moment_dataset(mom, arr.shape, sp, ddof, degenerate, flat_zeroes_both, canonical)
     if props & set(SHAPE_PROPERTIES):
         _add_shape(ds, arr, mom, sp, mc_level, mc_pad, batch_voxels)
@@ -143,8 +154,6 @@ def regionprops(
 
 
 def _moment_dataset(mom, shape, sp, ddof, degenerate, flat_zeroes_both=False, canonical=True):
-    import xarray as xr
-
     n = mom["n"]
     voxel = float(np.prod(sp))
     s = np.asarray(sp)
@@ -205,8 +214,6 @@ def _crop_batches(bbmin, bbmax, shape, budget):
 
 def _big_bubble_task(arr, bid, lo, hi, clip_lo, clip_hi, sp, level, pad, budget):
     """Mesh measures of one bubble whose box exceeds the budget, from z slabs of its box."""
-    import dask
-
     plane = int((hi[1] - lo[1] + 1) * (hi[2] - lo[2] + 1))
     height = max(2, budget // plane)
     yx = (slice(lo[1], hi[1] + 1), slice(lo[2], hi[2] + 1))
@@ -227,8 +234,6 @@ def _big_bubble_task(arr, bid, lo, hi, clip_lo, clip_hi, sp, level, pad, budget)
 
 
 def _add_shape(ds, arr, mom, sp, level, pad, budget):
-    import dask
-
     shape = np.asarray(arr.shape)
     grown_min = np.maximum(mom["bbmin"] - 1, 0)  # one voxel of margin, clipped to the volume
     grown_max = np.minimum(mom["bbmax"] + 1, shape - 1)

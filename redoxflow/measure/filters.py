@@ -8,29 +8,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..labeling import remove_z_isolated
 
-
-def _z_isolated_block(block: np.ndarray) -> np.ndarray:
-    """Clean the interior slices of a block that carries one slice of z halo on each side."""
-    m = block.astype(bool)
-    keep = m.copy()
-    inner = m[1:-1] & ~m[:-2] & ~m[2:]
-    keep[1:-1] &= ~inner
-    return keep
-
-
-def remove_z_isolated(mask: Any):
-    """Drop mask voxels with no mask voxel directly above or below (z +- 1).
-
-    The first and last slices of the volume are never cleaned (the reference's rule).
-    Numpy in, numpy out; dask in, lazy dask out (one-slice z halo per chunk).
-    """
-    if mask.ndim != 3:
-        raise InputError(f"mask has {mask.ndim} dimensions, expected 3 (z, y, x)")
-    if isinstance(mask, np.ndarray):
-        return _z_isolated_block(mask)
-    return mask.map_overlap(_z_isolated_block, depth={0: 1, 1: 0, 2: 0}, boundary="none",
-                            dtype=bool, trim=True)
+__all__ = ["filter_cut_by_fov", "filter_degenerate", "filter_min_volume", "filter_solidity",
+           "filter_sphericity_above_one", "remove_z_isolated"]
 
 
 def _record(ds, name: str, removed: int, **params: Any):

@@ -6,45 +6,60 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._backend import get_array_module, group_min_max
+
 PAIRS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
 
 
-def block_moments(labels: np.ndarray, origin: Sequence[int]) -> dict[str, np.ndarray]:
-    """Partial sums of one label block.
+def block_moments(labels, origin: Sequence[int]) -> dict:
+    """Partial sums of one label block, computed on the block's backend (NumPy or CuPy).
 
     Returns ids, count ``n``, ``mean`` (global voxel coords, float64), centred second moments
-    ``m2`` (k, 3, 3), and the global ``bbmin``/``bbmax`` (inclusive voxel indices).
-    Second moments are centred per block, so the reduction stays exact for any coordinates.
+    ``m2`` (k, 3, 3), and the global ``bbmin``/``bbmax`` (inclusive voxel indices), as arrays
+    of the block's backend. Second moments are centred per block, so the reduction stays
+    exact for any coordinates.
+
+    Examples
+    --------
+    >>> m = block_moments(np.array([[[0, 3, 3, 5]]]), (2, 0, 0))
+    >>> m["ids"].tolist(), m["n"].tolist(), m["mean"][:, 2].tolist(), m["bbmax"][0].tolist()
+    ([3, 5], [2, 1], [1.5, 3.0], [2, 0, 2])
     """
+    xp = get_array_module(labels)
     flat = labels.ravel()
-    idx = np.flatnonzero(flat)
+    idx = xp.flatnonzero(flat)
     if idx.size == 0:
         return empty_moments()
-    ids, inv = np.unique(flat[idx], return_inverse=True)
-    coords = np.unravel_index(idx, labels.shape)
-    n = np.bincount(inv).astype(np.int64)
-    k = len(ids)
-    s = np.stack([np.bincount(inv, weights=c, minlength=k) for c in coords], axis=1)
+    ids, inv = xp.unique(flat[idx], return_inverse=True)
+    inv = inv.ravel()
+    icoords = xp.unravel_index(idx, labels.shape)
+    coords = [c.astype(xp.float64) for c in icoords]
+    n = xp.bincount(inv).astype(xp.int64)
+    k = int(ids.size)
+    s = xp.stack([xp.bincount(inv, weights=c, minlength=k) for c in coords], axis=1)
     local_mean = s / n[:, None]
-    m2 = np.empty((k, 3, 3))
+    m2 = xp.empty((k, 3, 3), dtype=xp.float64)
     for a, b in PAIRS:
-        q = np.bincount(inv, weights=coords[a] * coords[b].astype(np.float64), minlength=k)
+        q = xp.bincount(inv, weights=coords[a] * coords[b], minlength=k)
         m2[:, a, b] = m2[:, b, a] = q - n * local_mean[:, a] * local_mean[:, b]
-    bbmin = np.empty((k, 3), dtype=np.int64)
-    bbmax = np.empty((k, 3), dtype=np.int64)
+    bbmin = xp.empty((k, 3), dtype=xp.int64)
+    bbmax = xp.empty((k, 3), dtype=xp.int64)
     for a in range(3):
-        c = coords[a]
-        lo = np.full(k, np.iinfo(np.int64).max)
-        hi = np.full(k, -1, dtype=np.int64)
-        np.minimum.at(lo, inv, c)
-        np.maximum.at(hi, inv, c)
+        lo, hi = group_min_max(inv, icoords[a], k, labels.shape[a])
         bbmin[:, a], bbmax[:, a] = lo + origin[a], hi + origin[a]
-    mean = local_mean + np.asarray(origin, dtype=np.float64)
-    return {"ids": ids.astype(np.uint64), "n": n, "mean": mean, "m2": m2, "bbmin": bbmin,
+    mean = local_mean + xp.asarray(origin, dtype=xp.float64)
+    return {"ids": ids.astype(xp.uint64), "n": n, "mean": mean, "m2": m2, "bbmin": bbmin,
             "bbmax": bbmax}
 
 
 def empty_moments() -> dict[str, np.ndarray]:
+    """Partial sums of a block without labels (host arrays of length 0).
+
+    Examples
+    --------
+    >>> sorted(empty_moments())
+    ['bbmax', 'bbmin', 'ids', 'm2', 'mean', 'n']
+    """
     return {"ids": np.zeros(0, np.uint64), "n": np.zeros(0, np.int64),
             "mean": np.zeros((0, 3)), "m2": np.zeros((0, 3, 3)),
             "bbmin": np.zeros((0, 3), np.int64), "bbmax": np.zeros((0, 3), np.int64)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+from skimage.measure import marching_cubes, mesh_surface_area
 
 
 def _pad(mask: np.ndarray, pad) -> np.ndarray:
@@ -16,8 +18,6 @@ def _pad(mask: np.ndarray, pad) -> np.ndarray:
 
 def _mesh(vol: np.ndarray, spacing, level: float):
     """Marching-cubes vertices and faces, or None when there is no surface."""
-    from skimage.measure import marching_cubes
-
     if min(vol.shape) < 2:
         return None
     try:
@@ -34,8 +34,6 @@ def _signed_volume(verts: np.ndarray, faces: np.ndarray) -> float:
 
 
 def _hull_volume(points: np.ndarray) -> float:
-    from scipy.spatial import ConvexHull, QhullError
-
     try:
         return float(ConvexHull(points).volume)
     except (QhullError, ValueError):  # planar or line-like objects have no 3D hull
@@ -58,8 +56,6 @@ def mesh_measures(mask: np.ndarray, spacing: Sequence[float], *, level: float = 
         Pad with one voxel of background (on every side, or as given per axis) so the
         surface is closed.
     """
-    from skimage.measure import mesh_surface_area
-
     mesh = _mesh(_pad(mask, pad), spacing, level)
     if mesh is None:
         return np.nan, np.nan, np.nan
@@ -76,8 +72,6 @@ def slab_mesh_part(mask: np.ndarray, spacing: Sequence[float], level: float, pad
     and signed volumes add up to the whole object's, and the hull of all slabs' hull points is
     the object's hull. ``z_offset`` places the slab (in padded planes) along z.
     """
-    from skimage.measure import mesh_surface_area
-
     mesh = _mesh(_pad(mask, pad), spacing, level)
     if mesh is None:
         return 0.0, 0.0, np.empty((0, 3))
@@ -85,8 +79,6 @@ def slab_mesh_part(mask: np.ndarray, spacing: Sequence[float], level: float, pad
     verts[:, 0] += z_offset * spacing[0]
     hull = verts
     if len(verts) > 3:
-        from scipy.spatial import ConvexHull, QhullError
-
         try:
             hull = verts[ConvexHull(verts).vertices]
         except (QhullError, ValueError):
