@@ -11,7 +11,23 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import RedoxflowError
+from .analysis import analyze as run_analysis
+from .cluster import dashboard_link, job_script, make_client
+from .common.atomic import atomic_file
+from .common.options import choices
+from .common.options import Backend as BackendOption
+from .common.tables import bubble_frame
+from .config import load_config
+from .errors import InputError, RedoxflowError
+from .io import ingest as do_ingest
+from .io import open_volume
+from .labeling import label
+from .measure import regionprops
+from .pipeline import run_pipeline
+from .segment import evaluate, format_scores, segment, train
+from .segment.builtin import phantom_pairs
+from .segment.training import read_volumes
+from .viz import report as make_report
 
 OS_USER_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
@@ -73,8 +89,6 @@ def main():
 def ingest(source, store, voxel_size, chunks, kind, dataset, key, shape, dtype, byte_order,
            overwrite, config_path):
     """Stream SOURCE (file, folder, glob or several files = 4D series) into an OME-Zarr STORE."""
-    from .config import load_config
-    from .io import ingest as do_ingest
 
     cfg = load_config(config_path)
     src = list(source) if len(source) > 1 else source[0]
@@ -92,9 +106,6 @@ def ingest(source, store, voxel_size, chunks, kind, dataset, key, shape, dtype, 
 @user_errors
 def info(store):
     """Shape, chunks, voxel size, classes present and size on disk of STORE."""
-    import numpy as np
-
-    from .io import open_volume
 
     vol = open_volume(store)
     click.echo(f"store       {store}")
@@ -120,6 +131,12 @@ def _cluster_options(fn):
     return fn
 
 
+def _backend_option(fn):
+    return click.option("--backend", type=click.Choice(choices(BackendOption)), default="numpy",
+                        show_default=True,
+                        help="numpy (CPU, cc3d) or cupy (the workers' GPUs).")(fn)
+
+
 def _summarise(summary: dict) -> None:
     t = summary["timings_s"]
     click.echo(
@@ -137,8 +154,6 @@ def _summarise(summary: dict) -> None:
 
 
 def _run(cfg, dry_run: bool = False) -> None:
-    from .cluster import dashboard_link, job_script, make_client
-    from .pipeline import run_pipeline
 
     if dry_run:
         if cfg.cluster.cluster in ("slurm", "pbs"):
@@ -164,7 +179,6 @@ def demo(output, shape, seed, overwrite, cluster, workers, profile):
     """Run the pipeline on the built-in synthetic VRFB cell on a local dask cluster."""
     import shutil
 
-    from .config import load_config
 
     out = Path(output)
     if out.exists() and overwrite:
@@ -186,7 +200,6 @@ def demo(output, shape, seed, overwrite, cluster, workers, profile):
 @user_errors
 def run(config_path, dry_run, cluster, workers, profile):
     """Run the stages configured in CONFIG.yaml (skipping outputs that are complete)."""
-    from .config import load_config
 
     cfg = load_config(config_path, {"cluster.cluster": cluster, "cluster.workers": workers,
                                     "cluster.profile": profile})
@@ -206,15 +219,15 @@ def run(config_path, dry_run, cluster, workers, profile):
               help="Class to label in a class volume.")
 @click.option("--connectivity", type=click.Choice(["6", "18", "26"]), default="26")
 @click.option("--overwrite", is_flag=True)
+@_backend_option
 @user_errors
-def label_cmd(store, out, class_id, connectivity, overwrite):
+def label_cmd(store, out, class_id, connectivity, overwrite, backend):
     """Label connected components of one class of STORE into the label store OUT."""
-    from .io import open_volume
-    from .labeling import label
 
     vol = open_volume(store)
     _, n = label(vol.data == class_id, connectivity=int(connectivity), out=out,
-                 overwrite=overwrite, voxel_size=vol.attrs["voxel_size"], progress=True)
+                 overwrite=overwrite, voxel_size=vol.attrs["voxel_size"], progress=True,
+                 backend=backend)
     click.echo(f"wrote {out}: {n} components of class {class_id} ({connectivity}-connectivity).")
 
 
@@ -223,28 +236,19 @@ def label_cmd(store, out, class_id, connectivity, overwrite):
 @click.argument("table", type=click.Path(path_type=Path))
 @click.option("--properties", default="all", show_default=True,
               help="Comma-separated property names, or 'all'.")
+@_backend_option
 @user_errors
-def measure(labels, table, properties):
+def measure(labels, table, properties, backend):
     """Per-bubble properties of the label store LABELS, written to TABLE (.nc or .csv)."""
-    from .io import open_volume
-    from .measure import regionprops
-    from .pipeline import _flat_frame
 
-    if table.exists():
-        raise RedoxflowError(f"{table} already exists: choose another path")
     props = "all" if properties == "all" else properties.split(",")
-    ds = regionprops(open_volume(labels), properties=props)
-    tmp = table.with_name(f".{table.name}.partial")
-    if table.suffix == ".csv":
-        _flat_frame(ds).to_csv(tmp)
-    else:
-        ds.to_netcdf(tmp)
-    tmp.rename(table)
+    with atomic_file(table, overwrite=False) as tmp:
+        ds = regionprops(open_volume(labels), properties=props, backend=backend)
+        if table.suffix == ".csv":
+            bubble_frame(ds).to_csv(tmp)
+        else:
+            ds.to_netcdf(tmp)
     click.echo(f"wrote {table}: {ds.sizes['bubble']} bubbles.")
-
-
-if __name__ == "__main__":
-    main()
 
 
 @main.command()
@@ -264,8 +268,6 @@ if __name__ == "__main__":
 def analyze(classes, out, negative_side, compat, voxel_size, split_touching, netcdf, csv,
             overwrite, config_path):
     """Bubble analysis of the class store CLASSES, written to OUT/results.zarr."""
-    from .analysis import analyze as run_analysis
-    from .config import load_config
 
     cfg = load_config(config_path, {"analyze.split_touching": split_touching})
     tree = run_analysis(str(classes), spacing=voxel_size, negative_side=negative_side,
@@ -289,7 +291,6 @@ def analyze(classes, out, negative_side, compat, voxel_size, split_touching, net
 @user_errors
 def report(results, out, orbit_frames, no_3d):
     """Write a self-contained HTML report (and PNGs) of RESULTS.zarr."""
-    from .viz import report as make_report
 
     path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
@@ -314,9 +315,6 @@ def report(results, out, orbit_frames, no_3d):
 def segment_cmd(volume, out, model, tile, overlap, batch_size, mode, triplanar, probabilities,
                 device, nan_policy, overwrite, cluster, workers, profile):
     """Segment the grey-level store VOLUME into the class store OUT (resumable)."""
-    from .cluster import make_client
-    from .config import load_config
-    from .segment import segment
 
     cfg = load_config(None, {"cluster.cluster": cluster, "cluster.workers": workers,
                              "cluster.profile": profile})
@@ -355,13 +353,9 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
               batch_size, epochs, steps, lr, early_stopping, rotate90, seed, resume, overwrite,
               device):
     """Train a segmentation model on image/mask pairs (or phantoms); writes OUT/best.pt."""
-    from .errors import InputError
-    from .segment import train
-    from .segment.training import read_volumes
 
     names = ["background", "foreground"] if binary else classes.split(",")
     if synthetic:
-        from .segment.builtin import phantom_pairs
 
         imgs, msks = phantom_pairs(range(1000, 1000 + synthetic))
     elif images and len(images) == len(masks):
@@ -390,8 +384,6 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
 @user_errors
 def evaluate_cmd(prediction, truth, classes, binary, out):
     """Per-class precision, recall, F1 and IoU of PREDICTION against TRUTH (stores or images)."""
-    from .segment import evaluate, format_scores
-    from .segment.training import read_volumes
 
     pred, true = (v if _is_zarr(v) else read_volumes(str(v), "volume")[0]
                   for v in (prediction, truth))
@@ -401,7 +393,8 @@ def evaluate_cmd(prediction, truth, classes, binary, out):
     ds = evaluate(pred, true, classes=names)
     click.echo(format_scores(ds))
     if out is not None:
-        ds.to_netcdf(out)
+        with atomic_file(out) as tmp:
+            ds.to_netcdf(tmp)
         click.echo(f"wrote {out}")
 
 
@@ -410,6 +403,8 @@ def _is_zarr(path: Path) -> bool:
 
 
 def _data(v):
-    from .io import open_volume
-
     return open_volume(v).data if isinstance(v, Path) else v
+
+
+if __name__ == "__main__":
+    main()

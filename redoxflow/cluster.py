@@ -9,8 +9,6 @@ from typing import Any
 from .config import ClusterConfig, load_yaml
 from .errors import InputError, require
 
-KINDS = ("local", "slurm", "pbs", "cuda", "mpi")
-
 
 def default_workers() -> int:
     """One worker per usable core (at least 1)."""

@@ -18,6 +18,17 @@ from typing import Any
 
 import yaml
 
+from .common.options import (
+    Backend,
+    Compat,
+    Connectivity,
+    Device,
+    InputKind,
+    Mode,
+    NanPolicy,
+    NegativeSide,
+    check_choice,
+)
 from .errors import InputError
 
 ENV_PREFIX = "REDOXFLOW_"
@@ -48,8 +59,8 @@ class ClusterConfig:
 class LabelConfig:
     """Connected-component labeling options."""
 
-    connectivity: int = 26
-    backend: str | None = None
+    connectivity: Connectivity = 26
+    backend: Backend = "numpy"
 
 
 @dataclass
@@ -62,23 +73,23 @@ class SegmentConfig:
     """
 
     model: str = "builtin"
-    device: str = "auto"
+    device: Device = "auto"
     tile: int | None = None
     overlap: float = 0.25
     batch_size: int = 8
-    mode: str = "tile"
+    mode: Mode = "tile"
     slab: int | None = None
     triplanar: bool = False
     probabilities: bool = False
-    nan_policy: str = "raise"
+    nan_policy: NanPolicy = "raise"
 
 
 @dataclass
 class AnalyzeConfig:
     """Bubble analysis options (``redoxflow.analyze``)."""
 
-    negative_side: str | None = None
-    compat: str | None = None
+    negative_side: NegativeSide | None = None
+    compat: Compat | None = None
     clean_z_isolated: bool = True
     min_volume_voxels: int = 27
     min_solidity: float | None = None
@@ -97,7 +108,7 @@ class InputConfig:
     """
 
     source: str = "synthetic"
-    kind: str = "auto"
+    kind: InputKind = "auto"
     voxel_size: float | None = None
     shape: list[int] = field(default_factory=lambda: [96, 160, 160])
     seed: int = 0
@@ -145,6 +156,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise InputError(f"config key {key!r} must not be empty")
     if optional:  # X | None
         annotation, origin = args[0], typing.get_origin(args[0])
+    if origin is typing.Literal:
+        return _choice(value, annotation, key)
     try:
         if annotation is bool:
             if isinstance(value, str):
@@ -164,6 +177,16 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     except (TypeError, ValueError) as exc:
         raise InputError(f"config key {key!r}: cannot read {value!r} as {annotation}") from exc
     return value
+
+
+def _choice(value: Any, annotation: Any, key: str) -> Any:
+    """A ``Literal`` field: numbers from the environment arrive as strings."""
+    allowed = typing.get_args(annotation)
+    if isinstance(value, str) and value not in allowed:
+        for a in allowed:
+            if isinstance(a, int) and value.strip() == str(a):
+                value = a
+    return check_choice(value, annotation, key)
 
 
 def _apply(cfg: Config, dotted: dict[str, Any], origin: str) -> None:

@@ -1,157 +1,221 @@
-"""Compose the stages from one config: ingest -> segment -> label -> measure -> analyze -> report.
+"""The pipeline as a list of stages: ingest -> segment -> label -> measure -> analyze -> report.
 
-Each stage writes one artifact under the output directory and skips itself when that artifact
-is already complete, so a rerun after a crash resumes where it stopped.
+Each :class:`Stage` names the artifact it writes under the output directory and is skipped
+when that artifact is complete (stores and tables are renamed into place only when
+complete), so a rerun after a crash resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import xarray as xr
+
+from .analysis import analyze
+from .common.atomic import atomic_file
+from .common.tables import bubble_frame
 from .config import Config
-from .errors import InputError, require
+from .errors import InputError
+from .io import detect_kind, ingest, open_source, open_volume
+from .labeling import label
+from .measure import regionprops
+from .segment import evaluate, segment
+from .synthetic import make_phantom
+from .viz import report
+
+ARTIFACTS = ("raw.zarr", "classes.zarr", "labels.zarr", "bubbles.nc", "bubbles.csv",
+             "results.zarr", "segmentation_scores.json", "report.html", "figures",
+             "summary.json")
 
 
-def _done(path: Path) -> bool:
-    return path.exists()  # stores and tables are renamed into place only when complete
+@dataclass
+class Run:
+    """What the stages share: the config, the output folder and what earlier stages made."""
+
+    cfg: Config
+    out: Path
+    progress: bool = True
+    phantom: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.cfg.input.source == "synthetic"
+
+    def path(self, name: str) -> Path:
+        return self.out / name
 
 
-def run_pipeline(cfg: Config, *, progress: bool = True, log=print) -> dict[str, Any]:
-    """Run the configured stages; returns a summary dict (also written as ``summary.json``).
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
 
-    Stages: the input (a grey-level or class volume path, or ``synthetic``: the built-in
-    phantom) is ingested to ``raw.zarr`` (grey levels) or ``classes.zarr``; grey levels are
-    segmented into ``classes.zarr`` (for the phantom, scored against its ground truth);
-    bubbles (class 1) are labelled into ``labels.zarr``; per-bubble properties go to ``bubbles.nc``
-    and ``bubbles.csv``; the VRFB analysis (half-cells, R_bv, density, blockage, wall
-    distances) goes to ``results.zarr``.
+    Attributes
+    ----------
+    name : str
+        Shown in timings and progress.
+    artifact : callable
+        ``artifact(run) -> name`` of the file or store it writes under the output folder.
+    run : callable
+        ``run(run)`` writes the artifact.
+    when : callable
+        ``when(run) -> bool``; a stage that does not apply is skipped.
     """
-    from .io import ingest, open_volume
-    from .labeling import label
-    from .measure import regionprops
 
-    out = check_paths(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    raw_store, classes_store = out / "raw.zarr", out / "classes.zarr"
-    labels_store = out / "labels.zarr"
-    synthetic = cfg.input.source == "synthetic"
-    truth = None
+    name: str
+    artifact: Callable[[Run], str]
+    run: Callable[[Run], None]
+    when: Callable[[Run], bool] = lambda run: True
 
-    t0 = time.perf_counter()
-    if synthetic:
-        from .synthetic import make_phantom
 
-        ph = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
-                          voxel_size=cfg.input.voxel_size or 10.0)
-        truth = ph.classes
-        if not _done(raw_store):
-            ingest(ph.image, raw_store, voxel_size=ph.voxel_size, kind="intensity", config=cfg,
-                   progress=progress)
-        if cfg.segment.model == "skip" and not _done(classes_store):
-            ingest(ph.classes, classes_store, voxel_size=ph.voxel_size, kind="classes",
-                   config=cfg, progress=progress)
-    elif not (_done(classes_store) or _done(raw_store)):
-        kind = input_kind(cfg)
-        ingest(cfg.input.source, classes_store if kind == "classes" else raw_store,
-               voxel_size=cfg.input.voxel_size, kind=kind, config=cfg, progress=progress)
-    timings["ingest"] = time.perf_counter() - t0
+def _ingest_target(run: Run) -> str:
+    if run.synthetic:
+        return "raw.zarr"
+    return "classes.zarr" if input_kind(run.cfg) == "classes" else "raw.zarr"
 
-    t0 = time.perf_counter()
-    scores = None
-    if not _done(classes_store):
-        if cfg.segment.model == "skip":
+
+def _ingest(run: Run) -> None:
+    if run.synthetic:
+        ingest(run.phantom.image, run.path("raw.zarr"), voxel_size=run.phantom.voxel_size,
+               kind="intensity", config=run.cfg, progress=run.progress)
+        return
+    ingest(run.cfg.input.source, run.path(_ingest_target(run)),
+           voxel_size=run.cfg.input.voxel_size, kind=input_kind(run.cfg), config=run.cfg,
+           progress=run.progress)
+
+
+def _segment(run: Run) -> None:
+    seg = run.cfg.segment
+    if seg.model == "skip":
+        if not run.synthetic:
             raise InputError("the input holds grey levels but segment.model is 'skip': set "
                              "segment.model to builtin, classical or a checkpoint path")
-        from .segment import segment
+        ingest(run.phantom.classes, run.path("classes.zarr"), voxel_size=run.phantom.voxel_size,
+               kind="classes", config=run.cfg, progress=run.progress)
+        return
+    segment(run.path("raw.zarr"), seg.model, out=run.path("classes.zarr"), tile=seg.tile,
+            overlap=seg.overlap, batch_size=seg.batch_size, mode=seg.mode, slab=seg.slab,
+            triplanar=seg.triplanar, probabilities=seg.probabilities, device=seg.device,
+            nan_policy=seg.nan_policy, progress=run.progress, config=run.cfg)
 
-        seg = cfg.segment
-        segment(raw_store, seg.model, out=classes_store, tile=seg.tile, overlap=seg.overlap,
-                batch_size=seg.batch_size, mode=seg.mode, slab=seg.slab,
-                triplanar=seg.triplanar, probabilities=seg.probabilities, device=seg.device,
-                nan_policy=seg.nan_policy, progress=progress, config=cfg)
-    if truth is not None and cfg.segment.model != "skip":
-        from .segment import evaluate
 
-        ds = evaluate(open_volume(classes_store).data, truth)
-        scores = {str(c): round(float(ds["f1"].sel({"class": c})), 4)
-                  for c in ds["class"].values}
-    timings["segment"] = time.perf_counter() - t0
+def _score(run: Run) -> None:
+    ds = evaluate(open_volume(run.path("classes.zarr")).data, run.phantom.classes)
+    scores = {str(c): round(float(ds["f1"].sel({"class": c})), 4) for c in ds["class"].values}
+    with atomic_file(run.path("segmentation_scores.json")) as tmp:
+        tmp.write_text(json.dumps(scores, indent=2))
 
-    classes = open_volume(classes_store)
+
+def _classes(run: Run):
+    classes = open_volume(run.path("classes.zarr"))
     if classes.ndim != 3:
         raise InputError("4D class volumes are not supported by `run` yet: run one time step")
+    return classes
 
-    t0 = time.perf_counter()
-    if not _done(labels_store):
-        mask = classes.data == 1
-        if cfg.label.backend == "cupy":  # label on the workers' GPUs (cuCIM/CuPy kernel)
-            cupy = require("cupy", "gpu")
-            mask = mask.map_blocks(cupy.asarray)
-        label(mask, connectivity=cfg.label.connectivity, out=labels_store,
-              voxel_size=classes.attrs["voxel_size"], progress=progress)
-    labels = open_volume(labels_store)
-    timings["label"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    table = out / "bubbles.nc"
-    if _done(table):
-        import xarray as xr
+def _label(run: Run) -> None:
+    classes = _classes(run)
+    label(classes.data == 1, connectivity=run.cfg.label.connectivity,
+          out=run.path("labels.zarr"), voxel_size=classes.attrs["voxel_size"],
+          backend=run.cfg.label.backend, progress=run.progress)
 
-        ds = xr.load_dataset(table)
-    else:
-        ds = regionprops(labels, spacing=labels.attrs["voxel_size"])
-        ds.attrs["config"] = cfg.to_json()
-        _write_table(ds, out)
-    timings["measure"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    results = out / "results.zarr"
-    if not _done(results):
-        from .analysis import analyze
+def _measure(run: Run) -> None:
+    labels = open_volume(run.path("labels.zarr"))
+    ds = regionprops(labels, spacing=labels.attrs["voxel_size"], backend=run.cfg.label.backend)
+    ds.attrs["config"] = run.cfg.to_json()
+    with atomic_file(run.path("bubbles.csv")) as tmp:
+        bubble_frame(ds).to_csv(tmp)
+    with atomic_file(run.path("bubbles.nc")) as tmp:  # last: it marks the stage complete
+        ds.to_netcdf(tmp)
 
-        side = cfg.analyze.negative_side or ("high" if synthetic else None)
-        tree = analyze(classes_store, config=cfg, negative_side=side, out=out,
-                       progress=progress)
-    else:
-        import xarray as xr
 
-        tree = xr.open_datatree(results, engine="zarr", consolidated=False)
-    timings["analyze"] = time.perf_counter() - t0
+def _analyze(run: Run) -> None:
+    side = run.cfg.analyze.negative_side or ("high" if run.synthetic else None)
+    analyze(run.path("classes.zarr"), config=run.cfg, negative_side=side, out=run.out,
+            progress=run.progress)
 
-    t0 = time.perf_counter()
-    report_path = out / "report.html"
-    if cfg.output.report and not _done(report_path):
-        from .viz import report
 
-        report(results, report_path, orbit_frames=cfg.output.orbit_frames)
-    timings["report"] = time.perf_counter() - t0
+def _report(run: Run) -> None:
+    report(run.path("results.zarr"), run.path("report.html"),
+           orbit_frames=run.cfg.output.orbit_frames)
 
+
+STAGES = (
+    Stage("ingest", _ingest_target, _ingest,
+          when=lambda run: run.synthetic or not run.path("classes.zarr").exists()),
+    Stage("segment", lambda run: "classes.zarr", _segment),
+    Stage("score", lambda run: "segmentation_scores.json", _score,
+          when=lambda run: run.synthetic and run.cfg.segment.model != "skip"),
+    Stage("label", lambda run: "labels.zarr", _label),
+    Stage("measure", lambda run: "bubbles.nc", _measure),
+    Stage("analyze", lambda run: "results.zarr", _analyze),
+    Stage("report", lambda run: "report.html", _report, when=lambda run: run.cfg.output.report),
+)
+
+
+def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[str, Any]:
+    """Run the configured stages; returns a summary dict (also written as ``summary.json``).
+
+    The input (a grey-level or class volume path, or ``synthetic``: the built-in phantom) is
+    ingested to ``raw.zarr`` (grey levels) or ``classes.zarr``; grey levels are segmented into
+    ``classes.zarr`` (for the phantom, scored against its ground truth); bubbles (class 1)
+    are labelled into ``labels.zarr``; per-bubble properties go to ``bubbles.nc`` and
+    ``bubbles.csv``; the VRFB analysis goes to ``results.zarr``, the report to
+    ``report.html``. A stage whose artifact exists is skipped.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from redoxflow.config import load_config
+    >>> cfg = load_config(None, {"output.directory": tempfile.mkdtemp(), "input.shape":
+    ...     [32, 48, 48], "segment.model": "skip", "output.report": False})
+    >>> summary = run_pipeline(cfg, progress=False)  # doctest: +SKIP
+    """
+    run = Run(cfg, check_paths(cfg), progress)
+    run.out.mkdir(parents=True, exist_ok=True)
+    if run.synthetic:
+        run.phantom = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
+                                   voxel_size=cfg.input.voxel_size or 10.0)
+    for stage in stages:
+        t0 = time.perf_counter()
+        if stage.when(run) and not run.path(stage.artifact(run)).exists():
+            stage.run(run)
+        run.timings[stage.name] = time.perf_counter() - t0
+    summary = _summary(run)
+    with atomic_file(run.path("summary.json")) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _summary(run: Run) -> dict[str, Any]:
     import dask.array as da
 
+    classes = _classes(run)
+    ds = xr.load_dataset(run.path("bubbles.nc"))
+    tree = xr.open_datatree(run.path("results.zarr"), engine="zarr", consolidated=False)
+    scores_path = run.path("segmentation_scores.json")
+    report_path = run.path("report.html")
     counts = da.bincount(classes.data.ravel(), minlength=4).compute()
-    summary = {
-        "output": str(out.absolute()),
+    return {
+        "output": str(run.out.absolute()),
         "report": str(report_path.absolute()) if report_path.exists() else None,
         "shape": list(classes.shape),
         "voxel_size_um": list(classes.attrs["voxel_size"]),
         "n_bubbles": int(ds.sizes["bubble"]),
         "bubble_volume_um3": float(ds["volume"].sum()) if ds.sizes["bubble"] else 0.0,
-        "class_voxels": counts.tolist(),
+        "class_voxels": np.asarray(counts).tolist(),
         "bubble_volume_fraction": float(tree["summary/bubble_volume_fraction"]),
         "membrane_blocked_fraction": float(tree["summary/membrane_blocked_fraction"]),
-        "segmentation_f1": scores,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "segmentation_f1": json.loads(scores_path.read_text()) if scores_path.exists() else None,
+        "timings_s": {k: round(v, 3) for k, v in run.timings.items()},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
-
-
-ARTIFACTS = ("raw.zarr", "classes.zarr", "labels.zarr", "bubbles.nc", "bubbles.csv",
-             "results.zarr", "report.html", "figures", "summary.json")
 
 
 def check_paths(cfg: Config) -> Path:
@@ -176,38 +240,8 @@ def check_paths(cfg: Config) -> Path:
 
 def input_kind(cfg: Config) -> str:
     """``intensity`` or ``classes`` for the configured input (``auto`` looks at its values)."""
-    from .io import open_source
-    from .io.store import _detect_kind
-
     if cfg.input.kind in ("intensity", "classes"):
         return cfg.input.kind
-    if cfg.input.kind != "auto":
-        raise InputError(f"input.kind {cfg.input.kind!r} is unknown: use auto, intensity or "
-                         "classes")
     src = open_source(cfg.input.source)
     src = src.steps[0] if hasattr(src, "steps") else src
-    return _detect_kind(src.read(0, min(src.shape[0], 8)))
-
-
-def _write_table(ds, out: Path) -> None:
-    """bubbles.nc and bubbles.csv, each written to a temporary name then renamed."""
-    tmp = out / ".bubbles.nc.partial"
-    ds.to_netcdf(tmp)
-    tmp_csv = out / ".bubbles.csv.partial"
-    _flat_frame(ds).to_csv(tmp_csv)
-    tmp_csv.rename(out / "bubbles.csv")
-    tmp.rename(out / "bubbles.nc")
-
-
-def _flat_frame(ds):
-    """One row per bubble; vector variables become columns ``name_z``, ``name_y``..."""
-    import pandas as pd
-
-    cols = {}
-    for name, var in ds.data_vars.items():
-        if var.dims == ("bubble",):
-            cols[name] = var.values
-        elif var.ndim == 2 and var.dims[0] == "bubble":
-            for j, c in enumerate(ds[var.dims[1]].values):
-                cols[f"{name}_{c}"] = var.values[:, j]
-    return pd.DataFrame(cols, index=pd.Index(ds["bubble"].values, name="bubble"))
+    return detect_kind(src.read(0, min(src.shape[0], 8)))

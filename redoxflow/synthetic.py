@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .common.units import normalize_voxel_size
 from .errors import InputError
 
 ELECTROLYTE, BUBBLE, MEMBRANE, GASKET = 0, 1, 2, 3
@@ -203,8 +204,6 @@ def make_phantom(
     -------
     Phantom
     """
-    from .io.store import normalize_voxel_size
-
     shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
     if len(shape) != 3 or min(shape) < 16:
         raise InputError(f"phantom shape {shape} must be three sizes of at least 16 voxels")

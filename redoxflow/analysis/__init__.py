@@ -1,4 +1,10 @@
-"""VRFB bubble analysis: electrode separation, R_bv, density maps, blockage, wall proximity."""
+"""VRFB bubble analysis: electrode separation, R_bv, density maps, blockage, wall proximity.
+
+Modules by responsibility: :mod:`.masks` (passes 1-2 and the lazy masks), :mod:`.walls`
+(contacts and distances), :mod:`.datasets` (xarray outputs and filters), :mod:`.volume`
+(one volume, in order), :mod:`.series` (4D), :mod:`.tracking` (linking),
+:mod:`.results` (writing). This module resolves the options and calls them.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,18 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ..errors import InputError
-from .core import bubble_frame, halfcell_map, write_results
+from .. import __version__
+from ..common.options import Compat, NegativeSide, check_choice
+from ..common.tables import bubble_frame
+from ..config import Config
+from ..errors import StoreExistsError
+from .masks import class_volume, halfcell_map
+from .results import scratch_dir, write_results
+from .series import analyze_series
 from .tracking import track
+from .volume import analyze_volume
 from .watershed import split_touching
 
 __all__ = ["analyze", "bubble_frame", "halfcell_map", "split_touching", "track",
@@ -22,9 +35,9 @@ def analyze(
     classes: Any,
     *,
     spacing: Any = None,
-    negative_side: Literal["low", "high"] | None = None,
-    compat: Literal["utile"] | None = None,
-    config: Any = None,
+    negative_side: NegativeSide | None = None,
+    compat: Compat | None = None,
+    config: Config | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
     netcdf: bool = False,
@@ -47,52 +60,42 @@ def analyze(
         separation, ratio, 60-voxel minimum, level-0 marching cubes, N-1 covariance, unsigned
         orientation, centroid distances to array faces, unmasked density projections).
     config : redoxflow.Config, optional
-        Its ``analyze`` section supplies the defaults of the options above and the filters.
+        Its ``analyze`` section supplies the defaults of the options above and the filters
+        (default: the built-in defaults).
     out : path, optional
         Directory to write ``results.zarr`` into (plus ``results.nc``/``bubbles.csv`` when
         ``netcdf``/``csv``).
+    overwrite : bool
+        Replace existing results in ``out``.
+    netcdf, csv : bool
+        Also write ``results.nc`` / ``bubbles.csv`` into ``out``.
+    progress : bool
+        Show progress bars.
 
     Returns
     -------
     xarray.DataTree
         Groups ``summary``, ``bubbles`` (dim ``bubble``), ``density``, ``blockage``; with a
         time dim, also ``tracks``. Provenance (config, version, input checksum) in attrs.
+
+    Examples
+    --------
+    >>> import numpy as np, redoxflow as rf
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> tree = rf.analyze(v, negative_side="high", spacing=2.0)
+    >>> int(tree["summary/n_bubbles"])
+    1
     """
-    from .. import __version__
-    from ..config import load_config
-    from .core import analyze_volume, open_classes, scratch_dir
-
-    cfg = config or load_config()
-    acfg = cfg.analyze
-    compat = compat if compat is not None else acfg.compat
-    if compat not in (None, "utile"):
-        raise InputError(f"compat={compat!r} is not known: use 'utile' or leave it unset")
-    negative_side = negative_side or acfg.negative_side
-    if negative_side is None:
-        warnings.warn("negative_side is not set: assuming 'high' (the half at higher x, the "
-                      "reference's right half); set it in the config (analyze.negative_side)",
-                      UserWarning, stacklevel=2)
-        negative_side = "high"
-    if negative_side not in ("low", "high"):
-        raise InputError(f"negative_side={negative_side!r}: use 'low' or 'high'")
-    if out is not None and not overwrite and (Path(out) / "results.zarr").exists():
-        from ..errors import StoreExistsError
-
-        raise StoreExistsError(f"{Path(out) / 'results.zarr'} exists: pass overwrite=True "
-                               "(--overwrite) or choose another output directory")
-    arr, sp, description = open_classes(classes, spacing)
+    cfg = config or Config()
+    compat, negative_side = _resolve(cfg, compat, negative_side)
+    _refuse_existing(out, overwrite, netcdf, csv)
+    arr, sp, description = class_volume(classes, spacing)
     scratch = scratch_dir(out)
-    temporary = isinstance(scratch, tempfile.TemporaryDirectory)
-    work = Path(scratch.name) if temporary else scratch
+    work = Path(scratch.name) if isinstance(scratch, tempfile.TemporaryDirectory) else scratch
     try:
-        if arr.ndim == 4:
-            from .tracking import analyze_series
-
-            tree = analyze_series(arr, sp, negative_side=negative_side, compat=compat,
-                                  acfg=acfg, scratch=work, progress=progress)
-        else:
-            tree = analyze_volume(arr, sp, negative_side=negative_side, compat=compat,
-                                  acfg=acfg, scratch=work, progress=progress)
+        run = analyze_series if arr.ndim == 4 else analyze_volume
+        tree = run(arr, sp, negative_side=negative_side, compat=compat, acfg=cfg.analyze,
+                   scratch=work, progress=progress)
         tree.attrs.update({
             "redoxflow_version": __version__, "config": cfg.to_json(),
             "compat": compat or "none", "negative_side": negative_side,
@@ -101,9 +104,33 @@ def analyze(
             "unit": "voxel" if compat else "micrometer"})
         if out is not None:
             write_results(tree, out, overwrite=overwrite, netcdf=netcdf, csv=csv)
-    finally:
-        if temporary:
+    finally:  # nothing half-made is left beside the results, whatever happened
+        if isinstance(scratch, tempfile.TemporaryDirectory):
             scratch.cleanup()
-        else:  # nothing half-made is left beside the results, whatever happened
+        else:
             shutil.rmtree(work, ignore_errors=True)
     return tree
+
+
+def _resolve(cfg: Config, compat, negative_side) -> tuple[str | None, str]:
+    """The effective ``compat`` and ``negative_side`` (arguments over the config)."""
+    compat = check_choice(compat if compat is not None else cfg.analyze.compat, Compat,
+                          "compat", optional=True)
+    negative_side = negative_side or cfg.analyze.negative_side
+    if negative_side is None:
+        warnings.warn("negative_side is not set: assuming 'high' (the half at higher x, the "
+                      "reference's right half); set it in the config (analyze.negative_side)",
+                      UserWarning, stacklevel=3)
+        negative_side = "high"
+    return compat, check_choice(negative_side, NegativeSide, "negative_side")
+
+
+def _refuse_existing(out, overwrite: bool, netcdf: bool, csv: bool) -> None:
+    """Refuse, before any work, to replace results that exist unless ``overwrite``."""
+    if out is None or overwrite:
+        return
+    names = ["results.zarr"] + ["results.nc"] * netcdf + ["bubbles.csv"] * csv
+    for name in names:
+        if (Path(out) / name).exists():
+            raise StoreExistsError(f"{Path(out) / name} exists: pass overwrite=True "
+                                   "(--overwrite) or choose another output directory")

@@ -1,7 +1,7 @@
 """Electrode separation: the membrane as a surface x = f(z, y), half-cells, the cell region.
 
 Pure functions on small 2D maps (one value per image row); the orchestration in
-:mod:`redoxflow.analysis.core` builds the maps with dask reductions over the class volume.
+:mod:`redoxflow.analysis.masks` builds the maps with dask reductions over the class volume.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import numpy as np
 from ..errors import InputError
 
 OUTSIDE, LOW, MEMBRANE, HIGH = 0, 1, 2, 3
-SIDES = {"low": LOW, "high": HIGH}
 
 
 def membrane_band(xsum: np.ndarray, count: np.ndarray):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..common.units import normalize_voxel_size
 from ..errors import InputError
 
 MAX_VOXELS = 2**31
@@ -40,8 +41,6 @@ def split_touching(mask: np.ndarray, *, spacing: Sequence[float] | float = 1.0,
     from skimage.feature import peak_local_max
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
-
-    from ..io.store import normalize_voxel_size
 
     mask = np.asarray(mask)
     if mask.ndim != 3:

@@ -19,6 +19,7 @@ Compat = Literal["utile"]
 NegativeSide = Literal["low", "high"]
 Connectivity = Literal[6, 18, 26]
 Kind = Literal["auto", "intensity", "classes", "labels"]
+InputKind = Literal["auto", "intensity", "classes"]
 
 
 def choices(alias: Any) -> tuple[Any, ...]:

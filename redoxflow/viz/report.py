@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..common.atomic import atomic_file
+from ..common.tables import bubble_frame
 from ..errors import InputError
+from . import plots, scene
 
 SORT_JS = """<script>
 document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
@@ -60,8 +63,6 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
     """
     import xarray as xr
 
-    from . import plots
-
     results = Path(results)
     if not results.exists():
         raise InputError(f"{results} does not exist: run `redoxflow analyze` first")
@@ -109,8 +110,6 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
             f'<li class="note">{html.escape(n)}</li>' for n in notes) + "</ul>")
     body += ["<h2>Figures</h2>", *sections]
     if n_bubbles:
-        from ..analysis import bubble_frame
-
         frame = bubble_frame(bubbles)
         body += [f"<h2>Bubbles ({n_bubbles}; click a header to sort)</h2>",
                  _table(frame, sortable=True)]
@@ -121,9 +120,8 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
              f"<pre>{html.escape(json.dumps(json.loads(config), indent=2))}</pre>"]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>redoxflow report</title>" \
            f"{STYLE}</head><body>{''.join(body)}{SORT_JS}</body></html>"
-    part = out.with_name(f".{out.name}.partial")
-    part.write_text(page)
-    part.replace(out)
+    with atomic_file(out) as part:
+        part.write_text(page)
     return out
 
 
@@ -142,7 +140,6 @@ def _summary_frame(summary):
 
 
 def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bubbles: int):
-    from . import scene
 
     classes = tree.attrs.get("input", "")
     labels = folder / "bubble_labels.zarr"

@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..common.atomic import atomic_file
+from ..errors import InputError, require
+from ..io.store import open_volume
+from ..io.volume import as_volume
 
 PALETTE = {"electrolyte": (1.0, 1.0, 0.0), "bubble": (1.0, 0.0, 0.0),
            "membrane": (0.0, 0.0, 1.0), "gasket": (0.0, 0.8, 0.0)}
@@ -18,8 +21,6 @@ MAX_RENDER_VOXELS = 2**24
 
 
 def _pyvista():
-    from ..errors import require
-
     pv = require("pyvista", "viz")
     pv.OFF_SCREEN = True
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
@@ -33,8 +34,6 @@ def render_volume(source: Any, *, max_voxels: int = MAX_RENDER_VOXELS):
     memory stays bounded for any input size. ``note`` says which level is shown.
     """
     if isinstance(source, (str, os.PathLike)):
-        from ..io import open_volume
-
         top = open_volume(source)
         level = 0
         while np.prod(top.shape) / 8 ** level > max_voxels and level + 1 < top.attrs["n_levels"]:
@@ -48,13 +47,14 @@ def render_volume(source: Any, *, max_voxels: int = MAX_RENDER_VOXELS):
         spacing = tuple(s * step for s in spacing)
         note = f"pyramid level {level}" + (f", subsampled x{step}" if step > 1 else "")
         return np.asarray(data), spacing, note + f" ({'x'.join(map(str, data.shape))} voxels)"
-    spacing = tuple(source.attrs.get("voxel_size", (1.0, 1.0, 1.0))) \
-        if hasattr(source, "attrs") else (1.0, 1.0, 1.0)
-    data = source.data if hasattr(source, "dims") else source
+    vol = as_volume(source, what="volume to render", ndim=(3, 4))
+    data, spacing = vol.data, vol.spacing()
+    if data.ndim == 4:  # a series: show its last step
+        data = data[-1]
     step = 1
     while np.prod(data.shape) > max_voxels:
         data, step = data[::2, ::2, ::2], step * 2
-    data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+    data = np.asarray(data.compute())
     note = "full resolution" if step == 1 else f"subsampled x{step}"
     return data, tuple(s * step for s in spacing), note + f" ({'x'.join(map(str, data.shape))} voxels)"
 
@@ -204,16 +204,15 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
         images.append(plotter.screenshot(return_img=True))
         plotter.camera.Azimuth(360.0 / frames)
     plotter.close()
-    part = path.with_name(f".{path.name}.partial{path.suffix}")
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(part, np.stack(images), duration=duration * 1000 / frames, loop=0)
-    elif path.suffix.lower() == ".mp4":
-        try:
-            iio.imwrite(part, np.stack(images), fps=frames / duration)
-        except Exception as exc:  # imageio raises plain errors when no ffmpeg plugin exists
-            raise InputError(f"cannot write MP4 ({exc}); install imageio-ffmpeg or use .gif") \
-                from exc
-    else:
+    if path.suffix.lower() not in (".gif", ".mp4"):
         raise InputError(f"{path.name}: orbit writes .gif or .mp4")
-    part.replace(path)
+    with atomic_file(path) as part:
+        if path.suffix.lower() == ".gif":
+            iio.imwrite(part, np.stack(images), duration=duration * 1000 / frames, loop=0)
+        else:
+            try:
+                iio.imwrite(part, np.stack(images), fps=frames / duration)
+            except Exception as exc:  # imageio raises plain errors when no ffmpeg plugin exists
+                raise InputError(f"cannot write MP4 ({exc}); install imageio-ffmpeg or use "
+                                 ".gif") from exc
     return path

@@ -1,0 +1,174 @@
+"""The class volume's first two passes and the lazy masks of the VRFB analysis.
+
+1. :func:`row_maps`: per image row the first/last membrane voxel along x and the membrane
+   band, per (z, x) line the gasket bounds, the class counts and the input checksum;
+2. :func:`masks`: half-cells, cell region, cleaned bubbles, electrolyte and walls as lazy dask
+   expressions of the class volume and those maps; :func:`counts_and_density` counts and
+   projects them in one pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..common.options import NegativeSide, check_choice
+from ..common.provenance import volume_checksum
+from ..errors import InputError
+from ..io.volume import as_volume
+from ..labeling import remove_z_isolated
+from . import separation as sep
+
+CLASS_IDS = {0: "electrolyte", 1: "bubble", 2: "membrane", 3: "gasket", 5: "removed half"}
+HALF_NAMES = ["outside", "negative", "membrane", "positive"]
+
+
+def class_volume(classes: Any, spacing: Any = None):
+    """(dask array, spacing, description) of a class volume from any supported input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arr, sp, what = class_volume(np.zeros((4, 4, 4), np.uint8), 2.0)
+    >>> arr.shape, sp, what
+    ((4, 4, 4), (2.0, 2.0, 2.0), 'array')
+    """
+    vol = as_volume(classes, what="class volume", ndim=(3, 4))
+    if np.dtype(vol.data.dtype).kind not in "iu":
+        raise InputError(f"class volume has dtype {vol.data.dtype}: expected integer class ids "
+                         "(0 electrolyte, 1 bubble, 2 membrane, 3 gasket)")
+    description = vol.attrs.get("store", "array")
+    return vol.data, vol.spacing(spacing), description
+
+
+def row_maps(arr) -> dict[str, Any]:
+    """Pass 1: class counts, the volume's checksum, the membrane extent and band of every
+    (z, y) row (filled where missing) and the gasket bounds of every (z, x) line."""
+    import dask
+    import dask.array as da
+
+    nz, ny, nx = arr.shape
+    xs = da.arange(nx, chunks=arr.chunks[2], dtype=np.int32)[None, None, :]
+    ys = da.arange(ny, chunks=arr.chunks[1], dtype=np.int32)[None, :, None]
+    mem = arr == 2
+    gas = arr == 3
+    lazy = {
+        "counts": da.bincount(arr.ravel().astype(np.int64), minlength=6),
+        "first": da.where(mem, xs, nx).min(axis=2),
+        "last": da.where(mem, xs, -1).max(axis=2),
+        "count": mem.sum(axis=2, dtype=np.int32),
+        "xsum": da.where(mem, xs, 0).sum(axis=2, dtype=np.int64),
+        "gasket_low": da.where(gas & (ys < ny // 2), ys, -1).max(axis=1),
+        "gasket_high": da.where(gas & (ys >= ny // 2), ys, ny).min(axis=1),
+        "checksum": volume_checksum(arr),
+    }
+    (out,) = dask.compute(lazy)
+    out["present"] = out["last"] >= 0
+    low, high = sep.membrane_band(out["xsum"], out["count"])
+    out["band_low"], out["band_high"] = sep.fill_missing(low, high, out["present"])
+    return out
+
+
+def _rowmap(m: np.ndarray, arr):
+    import dask.array as da
+
+    return da.from_array(m, chunks=arr.chunks[:2])[:, :, None]
+
+
+def _linemap(m: np.ndarray, arr):
+    import dask.array as da
+
+    return da.from_array(m, chunks=(arr.chunks[0], arr.chunks[2]))[:, None, :]
+
+
+def masks(arr, maps, compat, negative, clean):
+    """Lazy boolean masks: regions (name -> mask), bubbles, electrolyte, walls."""
+    import dask.array as da
+
+    nz, ny, nx = arr.shape
+    xs = da.arange(nx, chunks=arr.chunks[2], dtype=np.int32)[None, None, :]
+    bubble = arr == 1
+    if compat:
+        right, left = sep.utile_cuts(maps["first"], maps["last"], maps["present"])
+        half = xs >= _rowmap(right, arr) if negative == "high" else xs < _rowmap(left, arr)
+        bubble = bubble & half
+        cleaned = remove_z_isolated(bubble) if clean else bubble
+        electrolyte = ((arr == 0) & half) | (bubble & ~cleaned)
+        return {"regions": {"negative": half}, "bubbles": cleaned, "electrolyte": electrolyte,
+                "membrane": (arr == 2) & half, "gasket": None}
+    ys = da.arange(ny, chunks=arr.chunks[1], dtype=np.int32)[None, :, None]
+    inside = (ys > _linemap(maps["gasket_low"], arr)) & (ys < _linemap(maps["gasket_high"], arr))
+    cell = inside & (arr != 3) & (arr != 5)
+    cleaned = (remove_z_isolated(bubble) if clean else bubble) & cell
+    electrolyte = ((arr == 0) | (arr == 1)) & cell & ~cleaned
+    regions = {"cell": cell}
+    if maps["present"].any():
+        low = xs < _rowmap(maps["band_low"], arr)
+        high = xs > _rowmap(maps["band_high"], arr)
+        regions["negative"], regions["positive"] = (high, low) if negative == "high" else (low, high)
+    return {"regions": regions, "bubbles": cleaned, "electrolyte": electrolyte,
+            "membrane": arr == 2, "gasket": arr == 3}
+
+
+def counts_and_density(arr, lazy_masks):
+    """Pass 2: voxel counts and projections per region, and the unmasked class-1 projections."""
+    import dask
+
+    lazy = {"unmasked": [(arr == 1).sum(axis=a) for a in range(3)]}
+    for name, region in lazy_masks["regions"].items():
+        b = lazy_masks["bubbles"] & region
+        e = lazy_masks["electrolyte"] & region
+        lazy[name] = {"bubble": b.sum(), "electrolyte": e.sum(),
+                      "density": [b.sum(axis=a) for a in range(3)],
+                      "electrode": [(b | e).sum(axis=a) for a in range(3)]}
+    (out,) = dask.compute(lazy)
+    return out.pop("unmasked"), out
+
+
+def halfcell_map(classes: Any, *, negative_side: NegativeSide = "high", spacing: Any = None):
+    """The half-cell of every voxel as a lazy ``xarray.DataArray`` of uint8 codes.
+
+    0 outside the cell (gasket, beyond the gaskets, a removed half), 1 negative electrode,
+    2 membrane band, 3 positive electrode; the separation of :func:`redoxflow.analyze`.
+
+    Parameters
+    ----------
+    classes : numpy, dask, xarray.DataArray or store path, shape (z, y, x)
+        Class volume (0 electrolyte, 1 bubble, 2 membrane, 3 gasket).
+    negative_side : {"low", "high"}
+        Which half along x is the negative electrode.
+    spacing : float or (z, y, x), optional
+        Voxel size in micrometres (default: the input's, else 1).
+
+    Returns
+    -------
+    xarray.DataArray
+        uint8 codes, dims (z, y, x), coords in micrometres.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((2, 6, 9), np.uint8); v[:, :, 4] = 2; v[:, 0] = v[:, -1] = 3
+    >>> codes = halfcell_map(v, negative_side="high").values
+    >>> codes[0, 2].tolist()
+    [3, 3, 3, 3, 2, 1, 1, 1, 1]
+    """
+    import dask.array as da
+    import xarray as xr
+
+    check_choice(negative_side, NegativeSide, "negative_side")
+    arr, sp, _ = class_volume(classes, spacing)
+    if arr.ndim != 3:
+        raise InputError("halfcell_map takes one (z, y, x) volume: select a time step")
+    maps = row_maps(arr)
+    if not maps["present"].any():
+        raise InputError("no membrane (class 2) in the volume: the half-cells are undefined")
+    regions = masks(arr, maps, None, negative_side, False)["regions"]
+    code = da.where(~regions["cell"], 0,
+                    da.where(regions["negative"], 1, da.where(regions["positive"], 3, 2)))
+    coords = {d: np.arange(n) * s for d, n, s in zip("zyx", arr.shape, sp)}
+    return xr.DataArray(code.astype(np.uint8), dims=("z", "y", "x"), coords=coords,
+                        attrs={"flag_values": [0, 1, 2, 3], "voxel_size": list(sp),
+                               "flag_meanings": " ".join(HALF_NAMES),
+                               "negative_side": negative_side})

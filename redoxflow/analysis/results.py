@@ -1,0 +1,79 @@
+"""Results I/O: ``results.zarr`` (+ ``results.nc``, ``bubbles.csv``) and the scratch folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..common.atomic import atomic_file, atomic_store
+from ..common.tables import bubble_frame
+
+
+def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
+                  netcdf: bool = False, csv: bool = False) -> Path:
+    """Write ``results.zarr`` (and optionally ``results.nc`` / ``bubbles.csv``) atomically.
+
+    The analysis' label store (ids of the bubble table) is kept as ``bubble_labels.zarr``.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        What :func:`redoxflow.analyze` returns.
+    out : path
+        Output folder (created).
+    overwrite : bool
+        Replace existing results.
+    netcdf, csv : bool
+        Also write ``results.nc`` / ``bubbles.csv``.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``results.zarr`` store.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, redoxflow as rf
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> tree = rf.analyze(v, negative_side="high")
+    >>> write_results(tree, tempfile.mkdtemp()).name
+    'results.zarr'
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "results.zarr"
+    with atomic_store(store, overwrite=overwrite) as tmp:
+        tree.map_over_datasets(_vlen_strings).to_zarr(tmp, mode="w", consolidated=False)
+    if netcdf:
+        with atomic_file(out / "results.nc", overwrite=overwrite) as part:
+            tree.to_netcdf(part, engine="h5netcdf")
+    if csv:
+        with atomic_file(out / "bubbles.csv", overwrite=overwrite) as part:
+            bubble_frame(tree["bubbles"].to_dataset()).to_csv(part)
+    labels = out / ".scratch" / "labels.zarr"
+    if labels.exists():  # the analysis labels (ids of the bubble table), kept for pictures
+        target = out / "bubble_labels.zarr"
+        if target.exists():
+            shutil.rmtree(target)
+        labels.rename(target)
+    return store
+
+
+def _vlen_strings(ds):
+    """Fixed-width unicode has no Zarr v3 spec: store strings as variable-length UTF-8."""
+    def fix(v):
+        return v.astype(object) if v.dtype.kind == "U" else v
+
+    ds = ds.assign_coords({k: fix(c) for k, c in ds.coords.items()})
+    return ds.assign({k: fix(v) for k, v in ds.data_vars.items()})
+
+
+def scratch_dir(out: str | os.PathLike | None) -> tempfile.TemporaryDirectory | Path:
+    """Where the intermediate label store goes: ``OUT/.scratch`` or a temporary directory."""
+    if out is None:
+        return tempfile.TemporaryDirectory(prefix="redoxflow-")
+    path = Path(out) / ".scratch"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,138 @@
+"""The analysis of one class volume: the passes of :mod:`.masks`, labeling, measuring,
+:mod:`.walls` and the :mod:`.datasets`, in order."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..common.options import NegativeSide
+from ..errors import InputError
+from ..io.store import write_dask
+from ..labeling import label
+from ..measure import regionprops
+from . import separation as sep
+from .datasets import blockage_dataset, density_dataset, filter_table, summary_dataset
+from .masks import CLASS_IDS, HALF_NAMES, counts_and_density, masks, row_maps
+from .walls import add_wall_columns, flags, wall_contacts
+from .watershed import split_touching
+
+UTILE_MC = dict(mc_level=0.0, mc_pad=False, ddof=1, degenerate=0.0, flat_zeroes_both=True,
+                canonical=False)
+
+
+class _Phases:
+    """Wall time per phase, recorded in the result's attrs."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = round(now - self._t, 3)
+        self._t = now
+
+
+def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | None, acfg,
+                   scratch: Path, progress: bool = False):
+    """Analyse one class volume (dask array (z, y, x)) -> ``xarray.DataTree``."""
+    import xarray as xr
+
+    phase = _Phases()
+    spacing = (1.0, 1.0, 1.0) if compat else tuple(spacing)
+    maps = row_maps(arr)
+    has_membrane = _check_classes(maps, arr.shape, compat)
+    phase("row_maps")
+    lazy = masks(arr, maps, compat, negative_side, acfg.clean_z_isolated)
+    raw, counts = counts_and_density(arr, lazy)
+    phase("counts_density")
+    labels, n_components = _label_bubbles(lazy["bubbles"], spacing, acfg, scratch, progress)
+    phase("label")
+    table = regionprops(labels, spacing=spacing, **(UTILE_MC if compat else {}))
+    phase("regionprops")
+    half = _halves(table, maps, negative_side, compat, has_membrane)
+    side_lut = np.zeros(n_components + 1, np.uint8)
+    side_lut[table["bubble"].values.astype(np.int64)] = half
+    walls = wall_contacts({"membrane": lazy["membrane"], "gasket": lazy["gasket"]}, labels,
+                          side_lut, spacing)
+    phase("walls")
+    table["half"] = ("bubble", half, flags(HALF_NAMES))
+    table = add_wall_columns(table, walls, labels, spacing, arr.shape, compat)
+    phase("distances")
+    n_all = table.sizes["bubble"]
+    table = filter_table(table, compat, acfg)
+    if compat:
+        table["utile_label"] = ("bubble", np.arange(1, table.sizes["bubble"] + 1),
+                                {"note": "the reference's renumbered label"})
+    contacts = walls["membrane"][0]
+    summary = summary_dataset(counts, table, contacts, maps, spacing, compat, n_components,
+                              n_all, has_membrane)
+    coords = {d: (np.arange(n) * s) for d, n, s in zip("zyx", arr.shape, spacing)}
+    density = density_dataset(counts if not compat else {}, raw, coords, spacing)
+    if compat:
+        density.attrs["note"] = "compat: only the reference's unmasked projections"
+    tree = xr.DataTree.from_dict({
+        "summary": summary, "bubbles": table, "density": density,
+        "blockage": blockage_dataset(contacts, maps, coords, spacing, has_membrane)})
+    tree.attrs["timings_s"] = json.dumps(phase.times)
+    tree.attrs["input_checksum"] = "blake2b:" + maps["checksum"]
+    return tree
+
+
+def _check_classes(maps, shape, compat) -> bool:
+    """Refuse unknown class ids and (in compat) a missing membrane; True if there is one."""
+    unexpected = [i for i, c in enumerate(maps["counts"]) if c and i not in CLASS_IDS]
+    if unexpected or len(maps["counts"]) > 6:
+        found = [i for i, c in enumerate(maps["counts"]) if c]
+        raise InputError(f"class volume holds ids {found}; expected 0 electrolyte, 1 bubble, "
+                         "2 membrane, 3 gasket (5 = a removed half): map your classes first")
+    has_membrane = bool(maps["present"].any())
+    if not has_membrane:
+        if compat:
+            raise InputError("no membrane (class 2) in the volume: compat='utile' needs one to "
+                             "separate the electrodes (the reference crashes here); run the "
+                             "default mode for membrane-independent results")
+        warnings.warn("no membrane (class 2) in the volume: half-cell, blockage and membrane "
+                      "distance outputs are NaN", RuntimeWarning, stacklevel=4)
+    sep.check_sheet(maps["first"], maps["last"], maps["present"], shape[2])
+    return has_membrane
+
+
+def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool):
+    """Label the cleaned bubbles into ``scratch/labels.zarr`` -> (dask labels, count).
+
+    Exact chunked labeling, or (``split_touching``) the in-memory watershed split.
+    """
+    import dask.array as da
+
+    store = scratch / "labels.zarr"
+    if acfg.split_touching:
+        split, n = split_touching(bubbles.compute(), spacing=spacing,
+                                  min_distance=acfg.split_min_distance, h=acfg.split_h)
+        written = write_dask(da.from_array(split, chunks=bubbles.chunks), store,
+                             voxel_size=spacing, kind="labels", overwrite=True, levels=1)
+    else:
+        written, n = label(bubbles, connectivity=26, out=store, voxel_size=spacing,
+                           overwrite=True, progress=progress)
+    return written.data, n
+
+
+def _halves(table, maps, negative_side, compat, has_membrane) -> np.ndarray:
+    """Half-cell code of every bubble (1 negative, 2 membrane band, 3 positive, 0 none)."""
+    n = table.sizes["bubble"]
+    if compat:
+        sides = np.full(n, sep.HIGH if negative_side == "high" else sep.LOW, np.uint8)
+    elif has_membrane:
+        sides = sep.side_of_points(table["centroid_voxel"].values, maps["band_low"],
+                                   maps["band_high"])
+    else:
+        sides = np.zeros(n, np.uint8)
+    neg_code = sep.HIGH if negative_side == "high" else sep.LOW
+    pos_code = sep.LOW if negative_side == "high" else sep.HIGH
+    return np.select([sides == neg_code, sides == pos_code, sides == sep.MEMBRANE],
+                     [1, 3, 2], 0).astype(np.int8)

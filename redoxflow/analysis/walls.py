@@ -1,0 +1,185 @@
+"""Walls of the cell (membrane, gasket, field of view): contacts, blockage and distances.
+
+One halo pass over the wall codes and the labels gives each wall's contacts with the bubbles
+(blockage) and its boundary voxels (a KD-tree); one more pass over the labels gives each
+bubble's exact surface distance to those walls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .blockage import block_contacts
+from .proximity import block_surface_distances, boundary_points, reduce_min
+
+WALLS = ["membrane", "gasket", "z-", "z+", "y-", "y+", "x-", "x+"]
+UTILE_WALLS = ["top", "bottom", "left", "right", "front", "back", "membrane"]
+
+
+def flags(names):
+    """CF ``flag_values``/``flag_meanings`` attrs of a coded variable."""
+    return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
+
+
+def lookup(keys, ids, values, fill) -> np.ndarray:
+    """``values`` of sorted ``ids`` at ``keys`` (``fill`` where a key is absent).
+
+    Examples
+    --------
+    >>> lookup(np.array([3, 5, 9]), np.array([1, 3, 9]), [10., 30., 90.], 0.0).tolist()
+    [30.0, 0.0, 90.0]
+    """
+    out = np.full(len(keys), fill, dtype=float)
+    if len(ids):
+        pos = np.clip(np.searchsorted(ids, keys), 0, len(ids) - 1)
+        hit = ids[pos] == keys
+        out[hit] = np.asarray(values)[pos[hit]]
+    return out
+
+
+def _origins(chunks):
+    return [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in chunks]
+
+
+def _halo_blocks(x):
+    import dask.array as da
+
+    return da.overlap.overlap(x, depth=1, boundary=0).to_delayed()
+
+
+def _wall_block(codes, labels, origin, side_lut, spacing, n_walls):
+    """Contacts with the labels and boundary points of each wall code (1..n) in one block."""
+    out = []
+    for code in range(1, n_walls + 1):
+        wall = codes == code
+        out.append((block_contacts(wall, labels, side_lut, spacing),
+                    boundary_points(wall, origin)))
+    return out
+
+
+def wall_contacts(walls, labels, side_lut, spacing):
+    """One halo pass: per wall mask, the reduced contacts and a KD-tree of its boundary.
+
+    ``walls`` maps names to lazy masks (None: absent). Returns name -> (contacts, tree).
+    """
+    import dask
+    from scipy.spatial import cKDTree
+
+    names = [k for k, v in walls.items() if v is not None]
+    if not names:
+        return {k: (None, None) for k in walls}
+    codes = sum((walls[k].astype(np.uint8) * (i + 1) for i, k in enumerate(names)))
+    codes = codes.rechunk(labels.chunks)
+    starts = _origins(labels.chunks)
+    cb, lb = _halo_blocks(codes), _halo_blocks(labels)
+    lut = dask.delayed(side_lut)
+    tasks = {idx: dask.delayed(_wall_block)(cb[idx], lb[idx],
+                                            [starts[a][idx[a]] for a in range(3)], lut,
+                                            spacing, len(names))
+             for idx in np.ndindex(*labels.numblocks)}
+    (res,) = dask.compute(tasks)
+    out = {k: (None, None) for k in walls}
+    for w, name in enumerate(names):
+        parts = {idx: r[w][0] for idx, r in res.items()}
+        pts = np.concatenate([r[w][1] for r in res.values()])
+        tree = cKDTree(pts * np.asarray(spacing)) if len(pts) else None
+        out[name] = (_reduce_contacts(parts, starts, labels.shape), tree)
+    return out
+
+
+def _reduce_contacts(parts, starts, shape):
+    nz, ny = shape[:2]
+    row_map = np.zeros((4, nz, ny), np.int32)
+    blocked = np.zeros(4, np.int64)
+    blocked_any = 0
+    ids, areas = [], []
+    for idx, r in parts.items():
+        z0, y0 = starts[0][idx[0]], starts[1][idx[1]]
+        bz, by = r["row_map"].shape[1:]
+        row_map[:, z0:z0 + bz, y0:y0 + by] += r["row_map"]
+        blocked += r["blocked"]
+        blocked_any += int(r["blocked_any"])
+        ids.append(r["ids"])
+        areas.append(r["area"])
+    uniq, inv = np.unique(np.concatenate(ids), return_inverse=True)
+    area = np.bincount(inv, weights=np.concatenate(areas)) if len(uniq) else np.zeros(0)
+    return {"row_map": row_map, "blocked": blocked, "blocked_any": blocked_any,
+            "ids": uniq, "area": area}
+
+
+def _surface_distances(labels, trees, spacing):
+    import dask
+
+    starts = _origins(labels.chunks)
+    blocks = labels.to_delayed()
+    shared = dask.delayed(list(trees))
+    tasks = [dask.delayed(block_surface_distances)(
+        blocks[idx], [starts[a][idx[a]] for a in range(3)], shared, spacing)
+        for idx in np.ndindex(*labels.numblocks)]
+    return reduce_min(dask.compute(tasks)[0])
+
+
+def utile_proximity(ds, shape, tree):
+    """The reference: min over centroid-to-array-face and centroid-to-membrane distances."""
+    c = ds["centroid_voxel"].values
+    d, h, w = shape
+    faces = np.stack([h - c[:, 1], c[:, 1], c[:, 2], w - c[:, 2], c[:, 0], d - c[:, 0]], axis=1)
+    mem = tree.query(c)[0] if len(c) else np.zeros(0)
+    dist = np.concatenate([faces, mem[:, None]], axis=1)
+    return dist.min(axis=1), dist.argmin(axis=1)
+
+
+def default_proximity(ds, labels, trees, spacing, shape):
+    """Surface (voxel-centre) and centroid distances to membrane, gasket and the FOV faces."""
+    ids = ds["bubble"].values
+    s = np.asarray(spacing)
+    lo, hi = ds["bbox_min"].values, ds["bbox_max"].values
+    fov = np.stack([(lo[:, 0] + 1) * s[0], (shape[0] - hi[:, 0]) * s[0],
+                    (lo[:, 1] + 1) * s[1], (shape[1] - hi[:, 1]) * s[1],
+                    (lo[:, 2] + 1) * s[2], (shape[2] - hi[:, 2]) * s[2]], axis=1)
+    sid, sdist = _surface_distances(labels, trees, spacing)
+    walls = np.stack([lookup(ids, sid, sdist[:, j] if len(sid) else [], np.inf)
+                      for j in range(2)], axis=1)
+    surface = np.concatenate([walls, fov], axis=1)
+    cen = ds["centroid"].values
+    centroid = np.full((len(ids), 2), np.inf)
+    for j, tree in enumerate(trees):
+        if tree is not None and len(ids):
+            centroid[:, j] = tree.query(cen)[0]
+    surface[~np.isfinite(surface)] = np.nan
+    centroid[~np.isfinite(centroid)] = np.nan
+    return surface, centroid
+
+
+def add_wall_columns(table, walls, labels, spacing, shape, compat):
+    """Contact and distance columns of the bubble table, from :func:`wall_contacts`."""
+    ids = table["bubble"].values.astype(np.int64)
+    (mem_contacts, mem_tree), (gas_contacts, gas_tree) = walls["membrane"], walls["gasket"]
+    table["membrane_contact_area"] = ("bubble", lookup(ids, mem_contacts["ids"].astype(np.int64),
+                                                       mem_contacts["area"], 0.0),
+                                      {"units": "micrometer^2" if not compat else "voxel^2"})
+    table["touches_membrane"] = table["membrane_contact_area"] > 0
+    if gas_contacts is not None:
+        table["touches_gasket"] = ("bubble", lookup(ids, gas_contacts["ids"].astype(np.int64),
+                                                    gas_contacts["area"], 0.0) > 0)
+    if compat:
+        dist, which = utile_proximity(table, shape, mem_tree)
+        table["closest_distance"] = ("bubble", dist, {"units": "voxel",
+                                                      "definition": "from the centroid"})
+        table["closest_wall"] = ("bubble", which.astype(np.int8), flags(UTILE_WALLS))
+        return table
+    surface, centroid = default_proximity(table, labels, (mem_tree, gas_tree), spacing, shape)
+    um = {"units": "micrometer"}
+    table = table.assign_coords(wall=WALLS)
+    table["wall_distance"] = (("bubble", "wall"), surface,
+                              {**um, "definition": "minimum distance between the centres "
+                               "of the bubble's voxels and the wall's voxels (a touching "
+                               "bubble is one voxel away); FOV faces as the layer outside"})
+    table["distance_membrane_centroid"] = ("bubble", centroid[:, 0], um)
+    table["distance_gasket_centroid"] = ("bubble", centroid[:, 1], um)
+    nearest = np.nanargmin(np.where(np.isnan(surface), np.inf, surface), axis=1) \
+        if len(ids) else np.zeros(0, int)
+    table["nearest_wall"] = ("bubble", nearest.astype(np.int8), flags(WALLS))
+    table["nearest_wall_distance"] = ("bubble", surface[np.arange(len(ids)), nearest]
+                                      if len(ids) else np.zeros(0), um)
+    return table
