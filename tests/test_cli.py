@@ -16,6 +16,14 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def test_module_entry_point_has_every_command():
+    for command in ("analyze", "report", "segment", "train", "evaluate", "label", "measure"):
+        res = subprocess.run([sys.executable, "-m", "redoxflow.cli", command, "--help"],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, (command, res.stderr)
+        assert "Usage:" in res.stdout
+
+
 def test_help_lists_commands():
     res = run("--help")
     assert res.exit_code == 0
@@ -73,6 +81,10 @@ def test_demo_end_to_end_and_resume(tmp_path):
 
 def test_run_dry_run_prints_slurm_job_script(tmp_path):
     import pathlib
+
+    import pytest
+
+    pytest.importorskip("dask_jobqueue")
 
     root = pathlib.Path(__file__).resolve().parents[1]
     res = CliRunner().invoke(main, ["run", str(root / "configs" / "hpc-slurm.yaml"),
