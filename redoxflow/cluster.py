@@ -11,7 +11,19 @@ from .errors import InputError, require
 
 
 def default_workers() -> int:
-    """One worker per usable core (at least 1)."""
+    """One worker per usable core (at least 1).
+
+    Returns
+    -------
+    int
+        The cores this process may run on (its CPU affinity on Linux), else the machine's
+        core count.
+
+    Examples
+    --------
+    >>> default_workers() >= 1
+    True
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -33,7 +45,30 @@ def _jobqueue_cluster(kind: str, profile: str | os.PathLike | None):
 
 
 def job_script(kind: str, profile: str | os.PathLike) -> str:
-    """The batch script dask-jobqueue would submit for a profile (no scheduler needed)."""
+    """The batch script dask-jobqueue would submit for a profile (nothing is submitted).
+
+    A dask-jobqueue cluster object is created (it starts a local scheduler briefly) and closed
+    again; needs the ``hpc`` extra.
+
+    Parameters
+    ----------
+    kind : {"slurm", "pbs"}
+        The batch system.
+    profile : path
+        YAML with a ``jobqueue:`` mapping of dask-jobqueue arguments (see ``deployment/``).
+
+    Returns
+    -------
+    str
+        The job script, ``#SBATCH`` / ``#PBS`` directives included.
+
+    Examples
+    --------
+    >>> print(job_script("slurm", "deployment/slurm.yaml"))  # doctest: +SKIP
+    #!/usr/bin/env bash
+    #SBATCH -J dask-worker
+    ...
+    """
     cluster, _ = _jobqueue_cluster(kind, profile)
     try:
         return cluster.job_script()
@@ -71,7 +106,24 @@ def make_client(
     dashboard_address : str or None
         Bound to localhost by default; ``None`` disables the dashboard.
     config : ClusterConfig, optional
-        Values to use instead of the keyword defaults.
+        Values to use instead of the keyword arguments (all of them are replaced).
+
+    Returns
+    -------
+    distributed.Client
+        Connected to the new or existing scheduler; close it (or use it as a context
+        manager) when done.
+
+    Examples
+    --------
+    >>> client = make_client("local", workers=2, dashboard_address=None)  # doctest: +SKIP
+    >>> len(client.scheduler_info()["workers"])  # doctest: +SKIP
+    2
+    >>> client.close()  # doctest: +SKIP
+    >>> make_client("nowhere")
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: cluster 'nowhere' is unknown: use local, slurm, pbs, cuda, mpi or a scheduler address such as tcp://host:8786
     """
     from distributed import Client, LocalCluster
 
@@ -115,7 +167,22 @@ def make_client(
 
 
 def dashboard_link(client: Any) -> str | None:
-    """The dashboard URL of a client, if it has one."""
+    """The dashboard URL of a client, if it has one.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Any object; one without a working ``dashboard_link`` gives None.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> dashboard_link(object()) is None
+    True
+    """
     try:
         return client.dashboard_link
     except Exception:

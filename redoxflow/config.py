@@ -36,7 +36,25 @@ ENV_PREFIX = "REDOXFLOW_"
 
 @dataclass
 class IOConfig:
-    """Volume store options."""
+    """Volume store options (section ``io``).
+
+    Attributes
+    ----------
+    chunk_mib : float
+        Target chunk size in MiB of the stores that :func:`redoxflow.ingest` writes (chunks
+        are whole (y, x) planes where they fit).
+    compression_level : int
+        Zstd level of the stored chunks (0: uncompressed).
+    pyramid_levels : int or None
+        Number of pyramid levels (default: halve until a side would drop below 32, at most 5).
+
+    Examples
+    --------
+    >>> IOConfig(chunk_mib=64).chunk_mib
+    64
+    >>> load_config(overrides={"io.compression_level": 3}, environ={}).io.compression_level
+    3
+    """
 
     chunk_mib: float = 96.0
     compression_level: int = 1
@@ -45,7 +63,31 @@ class IOConfig:
 
 @dataclass
 class ClusterConfig:
-    """Where dask runs: ``local``, a scheduler address, ``slurm``, ``pbs`` or ``cuda``."""
+    """Where dask runs (section ``cluster``; the arguments of :func:`redoxflow.cluster.make_client`).
+
+    Attributes
+    ----------
+    cluster : str
+        ``local``, a scheduler address (``tcp://host:8786`` or a scheduler JSON file),
+        ``slurm``, ``pbs``, ``cuda`` or ``mpi``.
+    workers : int or None
+        Local workers, or jobs on SLURM/PBS (default: one per core / the profile's).
+    threads_per_worker : int
+        Threads per local worker.
+    memory_limit : str
+        Per-worker memory limit (``"4GB"``; ``"auto"`` splits the machine's memory).
+    profile : str or None
+        YAML profile of dask-jobqueue arguments (``slurm``/``pbs``).
+    dashboard_address : str or None
+        Where the dashboard listens (localhost by default); None: no dashboard.
+
+    Examples
+    --------
+    >>> ClusterConfig().cluster
+    'local'
+    >>> load_config(overrides={"cluster.workers": 4}, environ={}).cluster.workers
+    4
+    """
 
     cluster: str = "local"
     workers: int | None = None
@@ -57,7 +99,24 @@ class ClusterConfig:
 
 @dataclass
 class LabelConfig:
-    """Connected-component labeling options."""
+    """Connected-component labeling options (section ``label``).
+
+    Attributes
+    ----------
+    connectivity : {6, 18, 26}
+        Voxel neighbourhood of a component (faces, + edges, + corners).
+    backend : {"numpy", "cupy"}
+        Where the block kernels run (``cupy``: on the worker's GPU).
+
+    Examples
+    --------
+    >>> LabelConfig()
+    LabelConfig(connectivity=26, backend='numpy')
+    >>> load_config(overrides={"label.backend": "gpu"}, environ={})
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: label.backend='gpu' is not allowed: use one of 'numpy', 'cupy'
+    """
 
     connectivity: Connectivity = 26
     backend: Backend = "numpy"
@@ -69,7 +128,39 @@ class SegmentConfig:
 
     ``model``: ``builtin`` (the shipped phantom U-Net), ``classical`` (multi-Otsu baseline),
     a checkpoint path, or ``skip`` (the input already holds classes; for the synthetic input
-    its exact ground truth is used).
+    its exact ground truth is used). The other fields are the keyword arguments of
+    :func:`redoxflow.segment`.
+
+    Attributes
+    ----------
+    model : str
+        ``builtin``, ``classical``, ``skip`` or a checkpoint path.
+    device : {"auto", "cpu", "cuda"}
+        Where inference runs (``auto``: each worker's GPU when it has one).
+    tile : int or None
+        Inference tile size (default: the training size, shrunk to fit the slices).
+    overlap : float
+        Overlap fraction between tiles.
+    batch_size : int
+        Tiles per forward pass.
+    mode : {"tile", "resize"}
+        Native resolution by blended tiles, or the reference's resize-to-input method.
+    slab : int or None
+        Slices per task (default: the input's z chunk, at most 32).
+    triplanar : bool
+        Predict along z, y and x and average the probabilities.
+    probabilities : bool
+        Also store the class probabilities.
+    nan_policy : {"raise", "fill"}
+        Non-finite voxels raise, or count as the darkest grey level.
+
+    Examples
+    --------
+    >>> SegmentConfig().model
+    'builtin'
+    >>> load_config(overrides={"segment.model": "classical", "segment.device": "cpu"},
+    ...             environ={}).segment.device
+    'cpu'
     """
 
     model: str = "builtin"
@@ -86,7 +177,37 @@ class SegmentConfig:
 
 @dataclass
 class AnalyzeConfig:
-    """Bubble analysis options (``redoxflow.analyze``)."""
+    """Bubble analysis options (section ``analyze``; defaults of :func:`redoxflow.analyze`).
+
+    Attributes
+    ----------
+    negative_side : {"low", "high"} or None
+        Which half along x is the negative electrode (None: ``high``, with a warning).
+    compat : {"utile"} or None
+        Reproduce the reference project's definitions exactly.
+    clean_z_isolated : bool
+        Drop bubble voxels with no bubble voxel directly above or below (the reference's
+        "1-D bubble" filter).
+    min_volume_voxels : int
+        Smallest bubble kept (voxels); compat mode uses the reference's 60.
+    min_solidity : float or None
+        Drop bubbles less solid than this (None: keep all).
+    drop_cut_by_fov : bool
+        Drop bubbles that touch a face of the field of view.
+    split_touching : bool
+        Split touching bubbles with an in-memory distance-transform watershed
+        (:func:`redoxflow.analysis.split_touching`) instead of exact chunked labeling.
+    split_min_distance, split_h : float
+        Minimum distance between bubble centres and dynamic of the kept distance maxima
+        (voxels) of that watershed.
+
+    Examples
+    --------
+    >>> AnalyzeConfig().min_volume_voxels
+    27
+    >>> load_config(overrides={"analyze.negative_side": "low"}, environ={}).analyze.negative_side
+    'low'
+    """
 
     negative_side: NegativeSide | None = None
     compat: Compat | None = None
@@ -105,6 +226,26 @@ class InputConfig:
 
     ``kind``: ``intensity`` (grey levels: segmented first), ``classes`` (already segmented)
     or ``auto`` (integer volumes with values below 16 are classes).
+
+    Attributes
+    ----------
+    source : str
+        Input path (anything :func:`redoxflow.io.open_source` reads) or ``synthetic``.
+    kind : {"auto", "intensity", "classes"}
+        What the input holds.
+    voxel_size : float or None
+        Micrometres (default: the input's, else 1; the phantom's default is 10).
+    shape : list of int, [z, y, x]
+        Size of the synthetic phantom.
+    seed : int
+        Seed of the synthetic phantom.
+
+    Examples
+    --------
+    >>> InputConfig().source
+    'synthetic'
+    >>> load_config(overrides={"input.shape": [32, 48, 48]}, environ={}).input.shape
+    [32, 48, 48]
     """
 
     source: str = "synthetic"
@@ -116,7 +257,24 @@ class InputConfig:
 
 @dataclass
 class OutputConfig:
-    """Where the pipeline writes."""
+    """Where the pipeline writes (section ``output``).
+
+    Attributes
+    ----------
+    directory : str
+        Output folder of the pipeline's stores, results and report.
+    overwrite : bool
+        Replace existing outputs.
+    report : bool
+        Write ``report.html``.
+    orbit_frames : int
+        Frames of the report's orbit animation (0: none).
+
+    Examples
+    --------
+    >>> OutputConfig().directory
+    'redoxflow-results'
+    """
 
     directory: str = "redoxflow-results"
     overwrite: bool = False
@@ -126,7 +284,26 @@ class OutputConfig:
 
 @dataclass
 class Config:
-    """The resolved redoxflow configuration."""
+    """The resolved redoxflow configuration: one dataclass per section.
+
+    Build it with :func:`load_config` (which validates every value); ``Config()`` holds the
+    built-in defaults.
+
+    Attributes
+    ----------
+    input, output, io, cluster, segment, label, analyze
+        :class:`InputConfig`, :class:`OutputConfig`, :class:`IOConfig`,
+        :class:`ClusterConfig`, :class:`SegmentConfig`, :class:`LabelConfig`,
+        :class:`AnalyzeConfig`.
+
+    Examples
+    --------
+    >>> cfg = Config()
+    >>> cfg.label.connectivity, cfg.io.chunk_mib
+    (26, 96.0)
+    >>> list(cfg.to_dict())
+    ['input', 'output', 'io', 'cluster', 'segment', 'label', 'analyze']
+    """
 
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -137,11 +314,24 @@ class Config:
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (JSON/YAML serialisable)."""
+        """Plain nested dict (JSON/YAML serialisable).
+
+        Examples
+        --------
+        >>> Config().to_dict()["cluster"]["cluster"]
+        'local'
+        """
         return asdict(self)
 
     def to_json(self) -> str:
-        """Compact JSON, as stored in output attrs."""
+        """Compact JSON with sorted keys, as stored in output attrs.
+
+        Examples
+        --------
+        >>> import json
+        >>> json.loads(Config().to_json())["label"]
+        {'backend': 'numpy', 'connectivity': 26}
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
@@ -215,7 +405,26 @@ def _flatten(tree: dict[str, Any], origin: str) -> dict[str, Any]:
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping safely (``yaml.safe_load``: no arbitrary objects)."""
+    """Read a YAML mapping safely (``yaml.safe_load``: no arbitrary objects).
+
+    Parameters
+    ----------
+    path : path
+        A YAML file holding a mapping (an empty file gives ``{}``).
+
+    Returns
+    -------
+    dict
+        The mapping as read (not validated: :func:`load_config` checks the keys).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.yaml"
+    >>> _ = path.write_text("cluster:\\n  workers: 2\\n")
+    >>> load_yaml(path)
+    {'cluster': {'workers': 2}}
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config file {str(path)!r} does not exist: check the path")
@@ -239,12 +448,31 @@ def load_config(
     Parameters
     ----------
     path : path, optional
-        YAML file with sections (``input``, ``output``, ``io``, ``cluster``, ``label``).
+        YAML file with sections (``input``, ``output``, ``io``, ``cluster``, ``segment``,
+        ``label``, ``analyze``).
     overrides : dict, optional
         Explicit values with dotted keys (``{"cluster.workers": 2}``); ``None`` values are
         ignored so CLI options left unset do not mask lower layers.
     environ : dict, optional
         Environment to read ``REDOXFLOW_SECTION__KEY`` variables from (default ``os.environ``).
+
+    Returns
+    -------
+    Config
+        Defaults < YAML file < environment < ``overrides``, each value converted to its
+        field's type and checked; an unknown key or a bad value raises a one-line
+        :class:`~redoxflow.errors.InputError`.
+
+    Examples
+    --------
+    >>> cfg = load_config(overrides={"cluster.workers": 4},
+    ...                   environ={"REDOXFLOW_IO__CHUNK_MIB": "64"})
+    >>> cfg.cluster.workers, cfg.io.chunk_mib
+    (4, 64.0)
+    >>> load_config(overrides={"label.foo": 1}, environ={})
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: unknown config key 'label.foo' (arguments); keys of 'label': connectivity, backend
     """
     cfg = Config()
     if path is not None:

@@ -24,7 +24,27 @@ GREY = {"electrolyte": 110.0, "fibre": 150.0, "bubble": 35.0, "membrane": 190.0,
 
 @dataclass
 class Bubble:
-    """One ellipsoid: centre (z, y, x) voxels, semi-axes (voxels), rotation (3x3), role."""
+    """One ellipsoid of a phantom.
+
+    Attributes
+    ----------
+    centre : float ndarray, shape (3,)
+        Centre (z, y, x) in voxels.
+    semi_axes : float ndarray, shape (3,)
+        Semi-axes in voxels, along the columns of ``rotation``.
+    rotation : float ndarray, shape (3, 3)
+        Orthonormal frame of the ellipsoid.
+    role : {"free", "membrane", "pair", "cut"}
+        Free in an electrode, touching the membrane, one of two touching bubbles, or cut by
+        the field of view.
+
+    Examples
+    --------
+    >>> p = make_phantom((16, 32, 32), seed=0)
+    >>> b = p.bubbles[0]
+    >>> b.centre.shape, b.semi_axes.shape, b.rotation.shape, b.role
+    ((3,), (3,), (3, 3), 'free')
+    """
 
     centre: np.ndarray
     semi_axes: np.ndarray
@@ -46,9 +66,25 @@ class Phantom:
         Ground-truth bubble ids (touching bubbles keep distinct ids), 0 elsewhere.
     membrane_x : float (z, y)
         Membrane mid-surface position along x (voxels).
+    membrane_thickness : float
+        Membrane thickness along x (voxels).
+    gasket_width : int
+        Width of each gasket band at the y edges (voxels).
     bubbles : list of Bubble
         Parameters of instance ``i + 1``.
     voxel_size : (z, y, x) micrometres
+    seed : int
+        The seed it was generated from.
+    attrs : dict
+        ``negative_side`` (``"high"``) and ``through_plane_axis`` (``"x"``).
+
+    Examples
+    --------
+    >>> p = make_phantom((16, 32, 32), seed=0)
+    >>> p.image.shape, p.image.dtype, p.membrane_x.shape
+    ((16, 32, 32), dtype('uint8'), (16, 32))
+    >>> sorted(set(p.classes.ravel().tolist()))
+    [0, 1, 2, 3]
     """
 
     image: np.ndarray
@@ -63,7 +99,20 @@ class Phantom:
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def to_xarray(self):
-        """The phantom as an ``xarray.Dataset`` (image, classes, instances) with µm coords."""
+        """The phantom as an ``xarray.Dataset`` (image, classes, instances) with µm coords.
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``image``, ``classes``, ``instances`` with dims (z, y, x), coords at
+            voxel positions in micrometres, attrs ``voxel_size`` and ``seed``.
+
+        Examples
+        --------
+        >>> ds = make_phantom((16, 32, 32), voxel_size=2.0).to_xarray()
+        >>> list(ds.data_vars), float(ds["x"][1])
+        (['image', 'classes', 'instances'], 2.0)
+        """
         import xarray as xr
 
         coords = {d: np.arange(n) * s for d, n, s in zip("zyx", self.image.shape, self.voxel_size)}
@@ -203,6 +252,17 @@ def make_phantom(
     Returns
     -------
     Phantom
+        Grey image, classes and instances, each of shape ``shape``, with the ground truth.
+
+    Examples
+    --------
+    >>> p = make_phantom((16, 32, 32), seed=1, n_bubbles=12)
+    >>> p.classes.shape, len(p.bubbles), p.voxel_size
+    ((16, 32, 32), 12, (10.0, 10.0, 10.0))
+    >>> make_phantom((8, 32, 32))
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: phantom shape (8, 32, 32) must be three sizes of at least 16 voxels
     """
     shape = tuple(int(s) for s in shape)  # type: ignore[assignment]
     if len(shape) != 3 or min(shape) < 16:

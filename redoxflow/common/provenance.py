@@ -20,7 +20,25 @@ def digest(data: bytes, size: int = 12) -> str:
 
 
 def slice_digests(block: np.ndarray) -> list[str]:
-    """One digest per z-slice of a (z, y, x) block."""
+    """One digest per z-slice of a (z, y, x) block.
+
+    Parameters
+    ----------
+    block : ndarray, shape (z, y, x)
+        A slab of whole slices.
+
+    Returns
+    -------
+    list of str, length z
+        32-character hex blake2b digests, in z order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = slice_digests(np.zeros((2, 3, 4), np.uint8))
+    >>> len(d), len(d[0]), d[0] == d[1]
+    (2, 32, True)
+    """
     return [digest(np.ascontiguousarray(s).tobytes(), 16) for s in block]
 
 

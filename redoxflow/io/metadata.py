@@ -11,7 +11,34 @@ SPATIAL = ("z", "y", "x")
 
 
 def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: int) -> dict:
-    """OME-Zarr 0.5 ``ome`` attribute block for a (t?, z, y, x) pyramid."""
+    """OME-Zarr 0.5 ``ome`` attribute block for a (t?, z, y, x) pyramid.
+
+    Level ``i`` is scaled by ``2**i`` with the translation that keeps voxel centres aligned.
+
+    Parameters
+    ----------
+    name : str
+        Name of the multiscale image (the store's file name).
+    ndim : {3, 4}
+        3 for (z, y, x), 4 for (t, z, y, x).
+    voxel_size : (z, y, x) float
+        Level-0 voxel size in micrometres.
+    n_levels : int
+        Number of pyramid levels (datasets ``"0"``, ``"1"``, ...).
+
+    Returns
+    -------
+    dict
+        ``{"version": "0.5", "multiscales": [{"name", "axes", "datasets"}]}``.
+
+    Examples
+    --------
+    >>> meta = ome_metadata("a.zarr", 3, (2.0, 1.0, 1.0), 2)
+    >>> [a["name"] for a in meta["multiscales"][0]["axes"]]
+    ['z', 'y', 'x']
+    >>> meta["multiscales"][0]["datasets"][1]["coordinateTransformations"]
+    [{'type': 'scale', 'scale': [4.0, 2.0, 2.0]}, {'type': 'translation', 'translation': [1.0, 0.5, 0.5]}]
+    """
     axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in SPATIAL]
     if ndim == 4:
         axes.insert(0, {"name": "t", "type": "time"})
@@ -28,7 +55,34 @@ def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: in
 
 
 def read_metadata(group: Any) -> dict[str, Any]:
-    """Voxel size, datasets and the redoxflow block of an OME-Zarr group."""
+    """Voxel size, datasets and the redoxflow block of an OME-Zarr group.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        An OME-Zarr group (its attrs hold ``ome`` or, for older writers, ``multiscales``).
+
+    Returns
+    -------
+    dict
+        ``datasets`` (array paths, finest first), ``voxel_size`` (level 0, (z, y, x)
+        micrometres), ``axes`` (names), ``redoxflow`` (our attr block, or ``{}``) and
+        ``multiscales`` (the raw first multiscale entry).
+
+    Raises
+    ------
+    InputError
+        When the group has no multiscales metadata (or is an interrupted write).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, zarr, redoxflow as rf
+    >>> store = tempfile.mkdtemp() + "/a.zarr"
+    >>> _ = rf.ingest(np.zeros((8, 16, 16), np.uint8), store, voxel_size=2.0, progress=False)
+    >>> meta = read_metadata(zarr.open_group(store, mode="r"))
+    >>> meta["datasets"], meta["voxel_size"], meta["redoxflow"]["kind"]
+    (['0'], [2.0, 2.0, 2.0], 'classes')
+    """
     attrs = dict(group.attrs)
     ome = attrs.get("ome", attrs)
     try:

@@ -28,7 +28,25 @@ TIFF_SUFFIXES = {".tif", ".tiff"}
 
 
 def natural_key(name: str) -> list[Any]:
-    """Sort key that orders ``im2`` before ``im10``."""
+    """Sort key that orders ``im2`` before ``im10``.
+
+    Parameters
+    ----------
+    name : str
+        A file name.
+
+    Returns
+    -------
+    list
+        Runs of digits as ints, the text between them lower-cased.
+
+    Examples
+    --------
+    >>> sorted(["im10.tif", "im2.tif", "IM1.tif"], key=natural_key)
+    ['IM1.tif', 'im2.tif', 'im10.tif']
+    >>> natural_key("im10.tif")
+    ['im', 10, '.tif']
+    """
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
@@ -47,6 +65,15 @@ class VolumeSource:
         Human-readable origin (for provenance).
     voxel_size : tuple of float or None
         Voxel size in micrometres when the file records one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> src = open_source(np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6))
+    >>> src.shape, src.dtype, src.description
+    ((4, 5, 6), dtype('uint8'), 'in-memory array')
+    >>> src.read(1, 3).shape
+    (2, 5, 6)
     """
 
     shape: tuple[int, ...]
@@ -56,6 +83,11 @@ class VolumeSource:
     voxel_size: tuple[float, float, float] | None = None
 
     def read(self, z0: int, z1: int) -> np.ndarray:
+        """Slices ``z0:z1`` as an ndarray of shape ``(z1 - z0, y, x)``, checked.
+
+        Raises :class:`~redoxflow.errors.InputError` when the reader returns another shape
+        or dtype (e.g. a slice of a folder that does not match the first).
+        """
         out = np.asarray(self.reader(z0, z1))
         if out.shape != (z1 - z0, *self.shape[1:]) or out.dtype != self.dtype:
             raise InputError(f"{self.description}: slices {z0}-{z1} have shape {out.shape} "
@@ -66,7 +98,26 @@ class VolumeSource:
 
 @dataclass
 class SeriesSource:
-    """A 4D series (t, z, y, x) of equally shaped volumes."""
+    """A 4D series (t, z, y, x) of equally shaped volumes.
+
+    Attributes
+    ----------
+    steps : list of VolumeSource
+        One source per time step, all of the same shape and dtype.
+    shape : tuple of int
+        (t, z, y, x).
+    dtype, description, voxel_size
+        Those of the first step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = SeriesSource([open_source(np.zeros((4, 5, 6), np.uint8)) for _ in range(3)])
+    >>> s.shape, s.dtype
+    ((3, 4, 5, 6), dtype('uint8'))
+    >>> s.steps[0].read(0, 2).shape
+    (2, 5, 6)
+    """
 
     steps: list[VolumeSource]
 
@@ -105,6 +156,31 @@ def _from_array(arr: Any, description: str, voxel_size=None) -> VolumeSource:
 # --- individual formats -------------------------------------------------------------------
 
 def read_slice(path: Path) -> np.ndarray:
+    """Read one 2D image (TIFF with tifffile, other formats with imageio).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``.tif``/``.tiff``, ``.png``, ``.jpg``/``.jpeg`` or ``.bmp`` file.
+
+    Returns
+    -------
+    ndarray, shape (y, x)
+        The image as stored (colour images keep their channel axis).
+
+    Raises
+    ------
+    InputError
+        When the file is corrupt or truncated.
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile, tifffile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "im1.tif"
+    >>> tifffile.imwrite(path, np.zeros((8, 9), np.uint16))
+    >>> read_slice(path).shape
+    (8, 9)
+    """
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
@@ -121,7 +197,32 @@ def read_slice(path: Path) -> np.ndarray:
 
 
 def read_slice_folder(folder: Path) -> VolumeSource:
-    """Folder of 2D slices in natural name order (``im2`` before ``im10``)."""
+    """Folder of 2D slices in natural name order (``im2`` before ``im10``).
+
+    Every TIFF header is checked up front (shape and dtype must match the first slice);
+    pixels are read when a slab is read.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        Holds ``.tif``, ``.tiff``, ``.png``, ``.jpg``, ``.jpeg`` or ``.bmp`` slices (other
+        files are ignored).
+
+    Returns
+    -------
+    VolumeSource
+        Shape (number of slices, y, x).
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile, tifffile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in (1, 2, 10):
+    ...     tifffile.imwrite(folder / f"im{i}.tif", np.full((8, 8), i, np.uint8))
+    >>> src = read_slice_folder(folder)
+    >>> src.shape, src.read(0, 3)[:, 0, 0].tolist()
+    ((3, 8, 8), [1, 2, 10])
+    """
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in SLICE_SUFFIXES),
                    key=lambda p: natural_key(p.name))
     if not files:
@@ -166,7 +267,26 @@ def _check_slice_headers(files: list[Path], first: np.ndarray) -> None:
 
 
 def read_tiff_stack(path: Path) -> VolumeSource:
-    """Multi-page TIFF or BigTIFF; pages are read on demand."""
+    """Multi-page TIFF or BigTIFF; pages are read on demand.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``.tif``/``.tiff`` file whose first series is 3D (z, y, x).
+
+    Returns
+    -------
+    VolumeSource
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile, tifffile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "stack.tif"
+    >>> tifffile.imwrite(path, np.zeros((4, 8, 8), np.uint16), photometric="minisblack")
+    >>> src = read_tiff_stack(path)
+    >>> src.shape, src.dtype, src.read(0, 2).shape
+    ((4, 8, 8), dtype('uint16'), (2, 8, 8))
+    """
     import tifffile
 
     try:
@@ -192,7 +312,30 @@ def read_tiff_stack(path: Path) -> VolumeSource:
 
 
 def read_hdf5(path: Path, dataset: str | None) -> VolumeSource:
-    """Dataset of an HDF5 file (``file.h5:/group/data`` or ``dataset=``)."""
+    """Dataset of an HDF5 file (``file.h5:/group/data`` or ``dataset=``).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The HDF5 file (kept open for lazy reads).
+    dataset : str or None
+        Path of a 3D dataset inside the file; None picks the only 3D dataset.
+
+    Returns
+    -------
+    VolumeSource
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile, h5py
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "scan.h5"
+    >>> with h5py.File(path, "w") as f:
+    ...     f["/scan/data"] = np.zeros((4, 8, 8), np.float32)
+    >>> read_hdf5(path, None).shape
+    (4, 8, 8)
+    >>> open_source(f"{path}:/scan/data").dtype.name
+    'float32'
+    """
     import h5py
 
     try:
@@ -213,7 +356,35 @@ def read_hdf5(path: Path, dataset: str | None) -> VolumeSource:
 
 def read_raw(path: Path, shape: Sequence[int] | None, dtype: str | None,
              byte_order: str = "little", offset: int = 0) -> VolumeSource:
-    """Headerless binary volume in C order; ``shape`` (z, y, x) and ``dtype`` are required."""
+    """Headerless binary volume in C order; ``shape`` (z, y, x) and ``dtype`` are required.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The raw file; its size must be exactly ``offset + prod(shape) * itemsize``.
+    shape : (z, y, x) int
+        Volume shape.
+    dtype : str
+        Numpy dtype name (``"uint16"``, ``"float32"``...).
+    byte_order : {"little", "big"}
+        Byte order in the file (``"<"``/``">"`` also accepted).
+    offset : int
+        Bytes to skip at the start (a header).
+
+    Returns
+    -------
+    VolumeSource
+        In native byte order; slabs are read with plain file reads (no memory map).
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "v.raw"
+    >>> np.arange(4 * 8 * 8, dtype=">u2").tofile(path)
+    >>> src = read_raw(path, (4, 8, 8), "uint16", byte_order="big")
+    >>> src.shape, int(src.read(1, 2)[0, 0, 0])
+    ((4, 8, 8), 64)
+    """
     if shape is None or dtype is None:
         raise InputError(f"raw file {str(path)!r} needs shape and dtype "
                          "(e.g. --shape 512,512,512 --dtype uint16)")
@@ -241,7 +412,30 @@ def read_raw(path: Path, shape: Sequence[int] | None, dtype: str | None,
 
 
 def read_numpy(path: Path, key: str | None) -> VolumeSource:
-    """``.npy`` (memory-mapped) or a key of an ``.npz`` archive."""
+    """``.npy`` (memory-mapped) or a key of an ``.npz`` archive.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``.npy`` or ``.npz`` file.
+    key : str or None
+        Array name inside an ``.npz`` (None: its only array).
+
+    Returns
+    -------
+    VolumeSource
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(folder / "v.npy", np.zeros((4, 8, 8), np.int16))
+    >>> read_numpy(folder / "v.npy", None).shape
+    (4, 8, 8)
+    >>> np.savez(folder / "v.npz", a=np.zeros((4, 8, 8)), b=np.ones((2, 2, 2)))
+    >>> read_numpy(folder / "v.npz", "b").shape
+    (2, 2, 2)
+    """
     try:
         if path.suffix.lower() == ".npy":
             return _from_array(np.load(path, mmap_mode="r"), f"npy {path}")
@@ -264,6 +458,29 @@ def read_vti(path: Path) -> VolumeSource:
 
     Axis 0 of the result is VTK's x (the fastest index in the file), matching how the
     reference project writes volumes (``transpose(2, 1, 0)`` with ``SetDimensions(vol.shape)``).
+    ASCII arrays are read too. The whole file is decoded when opened.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.vti`` file (its first point-data array is read).
+
+    Returns
+    -------
+    VolumeSource
+        Shape (nx, ny, nz) of the VTK extent.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "v.vti"
+    >>> _ = path.write_text(
+    ...     '<VTKFile type="ImageData"><ImageData WholeExtent="0 2 0 1 0 0"><Piece>'
+    ...     '<PointData><DataArray type="UInt8" format="ascii">0 1 2 3 4 5</DataArray>'
+    ...     '</PointData></Piece></ImageData></VTKFile>')
+    >>> src = read_vti(path)
+    >>> src.shape, src.read(0, 3)[:, :, 0].tolist()
+    ((3, 2, 1), [[0, 3], [1, 4], [2, 5]])
     """
     text = path.read_bytes()
     head, sep, tail = text.partition(b"<AppendedData")
@@ -337,7 +554,26 @@ def _decode_vtk_blocks(payload: bytes, b64: bool, compressed: bool, header: np.d
 
 
 def read_zarr(path: Path) -> VolumeSource:
-    """An existing Zarr array, or level 0 of an OME-Zarr / redoxflow store."""
+    """An existing Zarr array, or level 0 of an OME-Zarr / redoxflow store.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A 3D Zarr array, or an OME-Zarr group (its voxel size is kept).
+
+    Returns
+    -------
+    VolumeSource
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile, redoxflow as rf
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "a.zarr"
+    >>> _ = rf.ingest(np.zeros((8, 16, 16), np.uint8), store, voxel_size=2.0, progress=False)
+    >>> src = read_zarr(store)
+    >>> src.shape, src.voxel_size
+    ((8, 16, 16), (2.0, 2.0, 2.0))
+    """
     import zarr
 
     try:
@@ -370,7 +606,27 @@ def open_source(source: Any, *, dataset: str | None = None, key: str | None = No
     dataset, key : str, optional
         HDF5 dataset path / npz array name.
     shape, dtype, byte_order, offset :
-        Layout of a raw binary file.
+        Layout of a raw binary file (see :func:`read_raw`).
+
+    Returns
+    -------
+    VolumeSource or SeriesSource
+        A series for a list or a glob pattern, else one volume.
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile
+    >>> open_source(np.zeros((4, 5, 6), np.uint8)).shape
+    (4, 5, 6)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for t in range(3):
+    ...     np.save(folder / f"t{t}.npy", np.zeros((4, 5, 6), np.uint8))
+    >>> open_source(str(folder / "t*.npy")).shape
+    (3, 4, 5, 6)
+    >>> open_source(folder / "missing.tif")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: input '.../missing.tif' does not exist: check the path
     """
     opts = dict(dataset=dataset, key=key, shape=shape, dtype=dtype, byte_order=byte_order,
                 offset=offset)

@@ -38,6 +38,31 @@ def choose_chunks(shape: Sequence[int], itemsize: int, target_mib: float = 96.0,
 
     Planes too large for 16 slices are split in y and x. Requested chunks are clamped to the
     shape (a chunk larger than the volume is not an error). A leading time axis gets chunk 1.
+
+    Parameters
+    ----------
+    shape : (z, y, x) or (t, z, y, x) int
+        Array shape.
+    itemsize : int
+        Bytes per voxel.
+    target_mib : float
+        Target chunk size in MiB.
+    chunks : (z, y, x) int, optional
+        Requested chunk shape (only clamped to ``shape``).
+
+    Returns
+    -------
+    tuple of int
+        One chunk size per axis of ``shape``.
+
+    Examples
+    --------
+    >>> choose_chunks((512, 2048, 2048), 2)
+    (24, 1024, 2048)
+    >>> choose_chunks((8, 16, 16), 1, chunks=(4, 100, 100))
+    (4, 16, 16)
+    >>> choose_chunks((3, 8, 16, 16), 1)
+    (1, 8, 16, 16)
     """
     spatial = tuple(int(s) for s in shape[-3:])
     lead = (1,) * (len(shape) - 3)
@@ -60,7 +85,29 @@ def choose_chunks(shape: Sequence[int], itemsize: int, target_mib: float = 96.0,
 
 
 def pyramid_shapes(shape: Sequence[int], levels: int | None = None) -> list[tuple[int, ...]]:
-    """Shapes of the pyramid levels (each halves z, y, x; stop before a side drops below 32)."""
+    """Shapes of the pyramid levels (each halves z, y, x; stop before a side drops below 32).
+
+    Parameters
+    ----------
+    shape : (z, y, x) or (t, z, y, x) int
+        Level-0 shape (a leading time axis is kept).
+    levels : int, optional
+        At most this many levels; default: until a side would drop below 32, at most 5.
+
+    Returns
+    -------
+    list of tuple of int
+        Level 0 first.
+
+    Examples
+    --------
+    >>> pyramid_shapes((256, 256, 256))
+    [(256, 256, 256), (128, 128, 128), (64, 64, 64), (32, 32, 32)]
+    >>> pyramid_shapes((40, 64, 64))
+    [(40, 64, 64)]
+    >>> pyramid_shapes((2, 512, 512, 512), 2)
+    [(2, 512, 512, 512), (2, 256, 256, 256)]
+    """
     shapes = [tuple(int(s) for s in shape)]
     while levels is None or len(shapes) < levels:
         nxt = shapes[-1][:-3] + tuple(s // 2 for s in shapes[-1][-3:])
@@ -71,7 +118,29 @@ def pyramid_shapes(shape: Sequence[int], levels: int | None = None) -> list[tupl
 
 
 def downsample2(block: np.ndarray, kind: str) -> np.ndarray:
-    """Halve the last three axes: mean for intensities, nearest (stride) for classes/labels."""
+    """Halve the last three axes: mean for intensities, nearest (stride) for classes/labels.
+
+    Odd sizes drop their last slice; integer means are rounded to the nearest integer.
+
+    Parameters
+    ----------
+    block : ndarray, shape (..., z, y, x)
+        A block of whole 2x2x2 cells.
+    kind : {"intensity", "classes", "labels"}
+        ``intensity`` averages each 2x2x2 cell; anything else keeps its first voxel.
+
+    Returns
+    -------
+    ndarray, shape (..., z // 2, y // 2, x // 2)
+        Same dtype as ``block``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = np.arange(8, dtype=np.uint8).reshape(2, 2, 2)
+    >>> downsample2(b, "intensity").tolist(), downsample2(b, "classes").tolist()
+    ([[[4]]], [[[0]]])
+    """
     nz, ny, nx = (s // 2 for s in block.shape[-3:])
     if kind != "intensity":
         return block[..., : 2 * nz : 2, : 2 * ny : 2, : 2 * nx : 2]
@@ -91,6 +160,25 @@ def _codecs(level: int):
 
 
 def detect_kind(sample: np.ndarray) -> str:
+    """``"classes"`` for integer data whose values are all below 16, else ``"intensity"``.
+
+    Parameters
+    ----------
+    sample : ndarray
+        A sample of the volume (e.g. its first chunk row of slices).
+
+    Returns
+    -------
+    {"classes", "intensity"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> detect_kind(np.array([0, 1, 3], np.uint8)), detect_kind(np.array([0, 200], np.uint8))
+    ('classes', 'intensity')
+    >>> detect_kind(np.zeros(3, np.float32))
+    'intensity'
+    """
     if np.issubdtype(sample.dtype, np.integer) and sample.size and int(sample.max()) < 16:
         return "classes"
     return "intensity"
@@ -122,8 +210,9 @@ def ingest(
 
     Parameters
     ----------
-    source : path, list of paths, glob, numpy or dask array
-        Any input :func:`redoxflow.io.open_source` reads.
+    source : path, list of paths, glob, numpy, dask or xarray array, shape (z, y, x) or (t, z, y, x)
+        Any input :func:`redoxflow.io.open_source` reads, or an array (a 4D array or a list
+        of volumes gives a time series).
     store : path
         Output ``.zarr`` directory; refused if it exists unless ``overwrite=True``.
     voxel_size : float or (z, y, x), optional
@@ -139,7 +228,8 @@ def ingest(
     levels : int, optional
         Number of pyramid levels (default: until a side would drop below 32, at most 5).
     config : redoxflow.config.Config, optional
-        Stored in the attrs; default :func:`redoxflow.config.load_config`.
+        Store settings (``io`` section), stored in the attrs; default: the built-in defaults
+        (``Config()``; the environment is not read).
     progress : bool
         Show a progress bar of slices written.
     **reader_options
@@ -149,6 +239,20 @@ def ingest(
     -------
     xarray.DataArray
         The written store, opened lazily (see :func:`open_volume`).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "scan.zarr"
+    >>> vol = ingest(np.zeros((8, 16, 16), np.uint16), store, voxel_size=(2.0, 1.0, 1.0),
+    ...              progress=False)
+    >>> vol.dims, vol.shape, vol.attrs["voxel_size"], vol.attrs["kind"]
+    (('z', 'y', 'x'), (8, 16, 16), (2.0, 1.0, 1.0), 'classes')
+    >>> ingest(np.zeros((8, 16, 16), np.uint16), store, voxel_size=1.0,
+    ...        progress=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.StoreExistsError: output '.../scan.zarr' already exists: choose another path or pass --overwrite
     """
     cfg = config or Config()
     check_choice(kind, Kind, "kind")
@@ -237,10 +341,49 @@ def write_dask(
     ``NAME/0`` inside the store (e.g. probabilities ``(c, z, y, x)`` with one chunk along
     ``c`` and the same z blocks).
 
+    Parameters
+    ----------
+    array : dask.array.Array, shape (z, y, x)
+        The data; its largest chunk along each axis becomes the store's chunk.
+    store : path
+        Output ``.zarr`` directory.
+    voxel_size : float or (z, y, x), optional
+        Micrometres (default 1).
+    kind : {"intensity", "classes", "labels"}
+        Pyramid downsampling: mean for intensity, nearest for classes and labels.
+    overwrite : bool
+        Replace an existing store (only if it is a Zarr store).
+    levels : int, optional
+        Number of pyramid levels (default: ``config.io.pyramid_levels``, else automatic).
+    attrs : dict, optional
+        Extra keys of the store's ``redoxflow`` attr block.
+    config : redoxflow.config.Config, optional
+        Store settings (``io`` section); default: the built-in defaults (the environment
+        is not read).
+    progress : bool
+        Show a progress bar of blocks written.
+    resume_key : str, optional
+        Make the write resumable (see above).
+    companions : dict of str to dask.array.Array, optional
+        Arrays written alongside (see above).
+    description : str
+        Recorded as the store's ``source``.
+
     Returns
     -------
     xarray.DataArray
         The written store, opened lazily.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, tempfile, pathlib
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "labels.zarr"
+    >>> x = da.ones((8, 16, 16), dtype=np.uint32, chunks=(4, 16, 16))
+    >>> out = write_dask(x, store, voxel_size=(2, 1, 1), kind="labels")
+    >>> out.data.chunksize, out.attrs["voxel_size"], out.attrs["kind"]
+    ((4, 16, 16), (2.0, 1.0, 1.0), 'labels')
+    >>> int(out.sum())
+    2048
     """
     cfg = config or Config()
     vsize = normalize_voxel_size(voxel_size) if voxel_size is not None else (1.0, 1.0, 1.0)
@@ -316,7 +459,37 @@ def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool 
     chunk), and each block must cover whole chunks of its target. Blocks with a marker file
     in ``done`` are skipped, so an interrupted write resumes. On a distributed client a
     block that fails does not stop the others: they finish (and are kept), then the first
-    error is raised. Returns the number of blocks written.
+    error is raised.
+
+    Parameters
+    ----------
+    arrays : list of dask.array.Array
+        The data, ``(z, y, x)`` or with extra leading axes of one chunk.
+    targets : list of zarr.Array
+        One target per array, of the same shape.
+    done : pathlib.Path or None
+        Folder of the per-block markers (None: no markers, nothing skipped).
+    progress : bool
+        Show a progress bar.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    int
+        The number of blocks written (skipped blocks not counted).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np, tempfile, pathlib, zarr
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> z = zarr.create_array(store=str(root / "a.zarr"), shape=(8, 16, 16),
+    ...                       chunks=(4, 16, 16), dtype="u1")
+    >>> x = da.ones((8, 16, 16), np.uint8, chunks=(4, 16, 16))
+    >>> store_blocks([x], [z], root / "done"), int(z[:].sum())
+    (2, 2048)
+    >>> store_blocks([x], [z], root / "done")  # every block has its marker
+    0
     """
     import dask
 
@@ -442,6 +615,17 @@ def open_volume(store: str | os.PathLike, *, level: int = 0):
         dims ``(z, y, x)`` or ``(t, z, y, x)``; coords in micrometres (voxel centres);
         attrs ``voxel_size`` (of this level), ``unit``, ``kind``, ``level``, ``n_levels``,
         ``source``, ``config``, ``store``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "scan.zarr"
+    >>> _ = ingest(np.zeros((64, 64, 64), np.float32), store, voxel_size=2.0, progress=False)
+    >>> vol = open_volume(store, level=1)
+    >>> vol.shape, vol.attrs["voxel_size"], vol.attrs["n_levels"]
+    ((32, 32, 32), (4.0, 4.0, 4.0), 2)
+    >>> float(vol["x"][0])  # the centre of the first level-1 voxel
+    1.0
     """
     import dask.array as da
     import xarray as xr

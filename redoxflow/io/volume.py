@@ -38,6 +38,16 @@ class Volume:
         The store's absolute path, else the dask graph name (a content hash for numpy).
     attrs : dict
         The attrs of an xarray input or store (``kind``, ``source``, ...), else empty.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> v = as_volume(xr.DataArray(np.zeros((4, 5, 6), np.uint8), dims=("z", "y", "x"),
+    ...                            attrs={"voxel_size": (2.0, 1.0, 1.0)}))
+    >>> v.data.shape, v.voxel_size, v.spacing()
+    ((4, 5, 6), (2.0, 1.0, 1.0), (2.0, 1.0, 1.0))
+    >>> as_volume(np.zeros((4, 5, 6))).spacing(), v.spacing(3)
+    ((1.0, 1.0, 1.0), (3.0, 3.0, 3.0))
     """
 
     data: Any
@@ -46,7 +56,18 @@ class Volume:
     attrs: dict = field(default_factory=dict)
 
     def spacing(self, override: Any = None) -> tuple[float, float, float]:
-        """``override`` if given, else the recorded voxel size, else 1 micrometre."""
+        """``override`` if given, else the recorded voxel size, else 1 micrometre.
+
+        Parameters
+        ----------
+        override : float or (z, y, x), optional
+            A voxel size given by the caller.
+
+        Returns
+        -------
+        (float, float, float)
+            (z, y, x) micrometres.
+        """
         value = override if override is not None else self.voxel_size
         return normalize_voxel_size(1.0 if value is None else value)
 
