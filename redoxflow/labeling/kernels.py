@@ -64,7 +64,13 @@ def first_voxels(labels, n: int, origin: Sequence[int], shape: Sequence[int]) ->
 
 
 def encode(labels: np.ndarray, block_index: int) -> np.ndarray:
-    """Provisional uint64 ids of a label array (0 stays 0)."""
+    """Provisional uint64 ids of a label array (0 stays 0).
+
+    Examples
+    --------
+    >>> encode(np.array([0, 1, 2], np.uint32), 3).tolist() == [0, 3 << 32 | 1, 3 << 32 | 2]
+    True
+    """
     out = labels.astype(np.uint64)
     out[out > 0] |= np.uint64(block_index) << BLOCK_SHIFT
     return out
@@ -87,14 +93,30 @@ def faces(labels, block_index: int) -> list[np.ndarray]:
 
 
 def plane_offsets(connectivity: int) -> list[tuple[int, int]]:
-    """In-plane offsets (du, dv) that connect a voxel to the next plane along an axis."""
+    """In-plane offsets (du, dv) that connect a voxel to the next plane along an axis.
+
+    Examples
+    --------
+    >>> plane_offsets(6), len(plane_offsets(18)), len(plane_offsets(26))
+    ([(0, 0)], 5, 9)
+    """
     steps = [(du, dv) for du in (-1, 0, 1) for dv in (-1, 0, 1)]
     limit = {6: 0, 18: 1, 26: 2}[connectivity]
     return [s for s in steps if abs(s[0]) + abs(s[1]) <= limit]
 
 
 def touching_pairs(lower: np.ndarray, upper: np.ndarray, connectivity: int) -> np.ndarray:
-    """Pairs (k, 2) of provisional ids that touch across two adjacent planes."""
+    """Pairs (k, 2) of provisional ids that touch across two adjacent planes.
+
+    Examples
+    --------
+    Two ids that meet only diagonally across the plane touch at 26- but not 6-connectivity:
+
+    >>> lower = np.array([[1, 0], [0, 0]], np.uint64)
+    >>> upper = np.array([[0, 0], [0, 5]], np.uint64)
+    >>> touching_pairs(lower, upper, 26).tolist(), touching_pairs(lower, upper, 6).tolist()
+    ([[1, 5]], [])
+    """
     U, V = lower.shape
     found = []
     for du, dv in plane_offsets(connectivity):
@@ -127,6 +149,16 @@ def resolve(counts: Sequence[int], firsts: Sequence[np.ndarray],
         ``luts[b][local] = final id`` (index 0 maps to 0).
     n : int
         Number of components.
+
+    Examples
+    --------
+    Block 0 has labels 1, 2; block 1 has label 1, joined to block 0's label 2 and first in
+    raster order:
+
+    >>> pairs = np.array([[0 << 32 | 2, 1 << 32 | 1]], np.uint64)
+    >>> luts, n = resolve([2, 1], [np.array([50, 90]), np.array([10])], pairs)
+    >>> [lut.tolist() for lut in luts], n
+    ([[0, 2, 1], [0, 1]], 2)
     """
     counts = np.asarray(counts, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -154,7 +186,13 @@ def resolve(counts: Sequence[int], firsts: Sequence[np.ndarray],
 
 
 def label_dtype(n: int) -> np.dtype:
-    """uint32 when the count fits, else uint64."""
+    """uint32 when the count fits, else uint64.
+
+    Examples
+    --------
+    >>> label_dtype(10), label_dtype(2**32)
+    (dtype('uint32'), dtype('uint64'))
+    """
     return np.dtype(np.uint32) if n < 2**32 - 1 else np.dtype(np.uint64)
 
 

@@ -66,7 +66,16 @@ def empty_moments() -> dict[str, np.ndarray]:
 
 
 def reduce_moments(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Combine per-block partial sums of the same ids (parallel-axis theorem, exact)."""
+    """Combine per-block partial sums of the same ids (parallel-axis theorem, exact).
+
+    Examples
+    --------
+    >>> a = block_moments(np.array([[[1, 1, 0, 2]]]), (0, 0, 0))
+    >>> b = block_moments(np.array([[[1, 0, 0, 2]]]), (1, 0, 0))
+    >>> m = reduce_moments([a, b])
+    >>> m["ids"].tolist(), m["n"].tolist(), m["bbmax"].tolist()
+    ([1, 2], [3, 2], [[1, 0, 1], [1, 0, 3]])
+    """
     parts = [p for p in parts if len(p["ids"])]
     if not parts:
         return empty_moments()
@@ -96,6 +105,12 @@ def principal_axes(cov: np.ndarray, degenerate: float = np.nan, *, canonical: bo
     its sign canonicalised (x >= 0, then y >= 0, then z >= 0) unless ``canonical`` is False,
     elongation sqrt(l1/l2) and
     flatness sqrt(l2/l3) (``degenerate`` where the denominator is 0).
+
+    Examples
+    --------
+    >>> vals, major, elong, flat = principal_axes(np.diag([4.0, 1.0, 1.0])[None])
+    >>> vals.tolist(), major.tolist(), elong.tolist(), flat.tolist()
+    ([[4.0, 1.0, 1.0]], [[1.0, 0.0, 0.0]], [2.0], [1.0])
     """
     if len(cov) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0)
@@ -113,7 +128,13 @@ def principal_axes(cov: np.ndarray, degenerate: float = np.nan, *, canonical: bo
 
 
 def canonical_sign(vec: np.ndarray) -> np.ndarray:
-    """Flip axis vectors so the first non-zero component among (x, y, z) is positive."""
+    """Flip axis vectors so the first non-zero component among (x, y, z) is positive.
+
+    Examples
+    --------
+    >>> canonical_sign(np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])).tolist()
+    [[-0.0, -0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
     comps = vec[:, ::-1]
     first = np.argmax(np.abs(comps) > 1e-12, axis=1)
     sign = np.sign(comps[np.arange(len(vec)), first])
@@ -121,7 +142,14 @@ def canonical_sign(vec: np.ndarray) -> np.ndarray:
 
 
 def orientation_angles(vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """theta = atan2(e_y, e_z) and phi = acos(e_x) in degrees, e in (z, y, x) order."""
+    """theta = atan2(e_y, e_z) and phi = acos(e_x) in degrees, e in (z, y, x) order.
+
+    Examples
+    --------
+    >>> theta, phi = orientation_angles(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    >>> theta.tolist(), phi.tolist()
+    ([0.0, 0.0], [90.0, 0.0])
+    """
     theta = np.degrees(np.arctan2(vec[:, 1], vec[:, 0]))
     phi = np.degrees(np.arccos(np.clip(vec[:, 2], -1.0, 1.0)))
     return theta, phi
