@@ -204,6 +204,9 @@ def _label_cupy(mask, connectivity: int):
     labels are assigned in sorted root order, so the numbering is scipy's (int32 indices:
     blocks must hold fewer than 2**31 voxels)."""
     cupy = get_array_module(backend="cupy")
+    if mask.size >= 2**31:
+        raise InputError(f"a block of {mask.size} voxels is too large for the GPU kernel "
+                         "(int32 indices): use chunks of fewer than 2**31 voxels")
     cndi = importlib.import_module("cupyx.scipy.ndimage")
     labels, n = cndi.label(mask, structure=structure(connectivity))
     return labels.astype(cupy.uint32, copy=False), int(n)
