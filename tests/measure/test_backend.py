@@ -65,3 +65,15 @@ def test_regionprops_cupy_on_device_labels(cupy_standin, labels):  # noqa: F811
 def test_regionprops_backend_is_validated():
     with pytest.raises(InputError, match="backend='cuda' is not allowed"):
         regionprops(np.zeros((3, 3, 3), np.uint32), backend="cuda")
+
+
+@pytest.mark.gpu
+def test_real_gpu_regionprops_equals_numpy(labels):
+    arr = da.from_array(labels, chunks=(16, 16, 16))
+    cpu = regionprops(arr, properties="volume")
+    gpu = regionprops(arr, properties="volume", backend="cupy")
+    np.testing.assert_array_equal(gpu["bubble"].values, cpu["bubble"].values)
+    for name in EXACT:
+        np.testing.assert_array_equal(gpu[name].values, cpu[name].values, err_msg=name)
+    np.testing.assert_allclose(gpu["covariance"].values, cpu["covariance"].values, rtol=1e-9,
+                               atol=1e-12)
