@@ -20,9 +20,35 @@ def block_contacts(membrane: np.ndarray, labels: np.ndarray, side_lut: np.ndarra
     ``membrane`` (bool) and ``labels`` carry one voxel of halo on every side (zeros outside
     the volume). ``side_lut[label]`` gives each bubble's half-cell code (0-3).
 
-    Returns ``blocked`` (membrane voxels with any bubble 6-neighbour, per side code, (4,)),
-    ``row_map`` ((4, bz, by) blocked membrane voxels per image row and side), and per bubble
-    ``ids`` with the contact ``area`` (summed shared voxel faces, in spacing units^2).
+    Parameters
+    ----------
+    membrane : bool ndarray, shape (bz + 2, by + 2, bx + 2)
+        The wall's voxels (membrane, or any other wall) with the halo.
+    labels : integer ndarray, shape (bz + 2, by + 2, bx + 2)
+        Bubble labels with the halo (0 background).
+    side_lut : uint8 ndarray, shape (max label + 1,)
+        Half-cell code of each label.
+    spacing : (z, y, x) float
+        Voxel size; a face normal to axis ``a`` has the area of the other two sides.
+
+    Returns
+    -------
+    dict
+        ``blocked`` (int64 (4,): membrane voxels with any bubble 6-neighbour, per side
+        code), ``blocked_any`` (those counted once whatever the side), ``row_map``
+        (int32 (4, bz, by): blocked membrane voxels per image row and side), and per bubble
+        ``ids`` (uint64 (k,)) with the contact ``area`` (float (k,): summed shared voxel
+        faces, in spacing units^2).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> membrane = np.zeros((3, 3, 4), bool); membrane[1, 1, 1] = True
+    >>> labels = np.zeros((3, 3, 4), np.uint32); labels[1, 1, 2] = 7
+    >>> side_lut = np.zeros(8, np.uint8); side_lut[7] = 1
+    >>> r = block_contacts(membrane, labels, side_lut, (2.0, 1.0, 1.0))
+    >>> r["blocked"].tolist(), r["ids"].tolist(), r["area"].tolist(), r["row_map"].shape
+    ([0, 1, 0, 0], [7], [2.0], (4, 1, 1))
     """
     core = (slice(1, -1),) * 3
     mem = membrane[core]

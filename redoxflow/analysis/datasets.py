@@ -13,6 +13,36 @@ UTILE_MIN_VOXELS = 60
 
 
 def density_dataset(counts, raw, coords, spacing):
+    """The ``density`` group: bubble voxels per column, projected on the xy, xz, zy planes.
+
+    Parameters
+    ----------
+    counts : dict
+        Per region (``cell``, ``negative``, ``positive``) the ``density`` and ``electrode``
+        projections of :func:`redoxflow.analysis.masks.counts_and_density` (empty in
+        compat mode: only the unmasked maps are kept).
+    raw : list of 3 ndarrays, shapes (y, x), (z, x), (z, y)
+        Class-1 voxels per column of the whole volume, along z, y and x.
+    coords : dict
+        ``z``, ``y``, ``x`` coordinates (micrometres).
+    spacing : (z, y, x) float
+        Voxel size; the column lengths are recorded in the attrs.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``{plane}_count`` and ``{plane}_fraction`` (dims ``(region, ...)``) per region, and
+        ``{plane}_unmasked``, for the planes ``xy``, ``xz``, ``zy``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> raw = [np.zeros((3, 4), int), np.zeros((2, 4), int), np.zeros((2, 3), int)]
+    >>> coords = {d: np.arange(n) * 2.0 for d, n in zip("zyx", (2, 3, 4))}
+    >>> ds = density_dataset({}, raw, coords, (2.0, 2.0, 2.0))
+    >>> list(ds.data_vars), ds["zy_unmasked"].dims
+    (['xy_unmasked', 'xz_unmasked', 'zy_unmasked'], ('z', 'y'))
+    """
     import xarray as xr
 
     planes = {"xy": ("y", "x"), "xz": ("z", "x"), "zy": ("z", "y")}
@@ -42,7 +72,37 @@ def density_dataset(counts, raw, coords, spacing):
 
 
 def filter_table(ds, compat, acfg):
-    """The reference's filters (compat) or the configured ones (default mode)."""
+    """The reference's filters (compat) or the configured ones (default mode).
+
+    Compat mode keeps bubbles of at least 60 voxels and drops sphericity > 1; the default
+    mode keeps ``acfg.min_volume_voxels``, drops degenerate (flat or line-like) objects and,
+    when configured, low solidity and bubbles cut by the field of view.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The bubble table (dim ``bubble``), as :func:`redoxflow.regionprops` measures it.
+    compat : {"utile"} or None
+        The reference's filters, or the configured ones.
+    acfg : redoxflow.config.AnalyzeConfig
+        The filter settings.
+
+    Returns
+    -------
+    xarray.Dataset
+        The kept rows; each filter records what it removed in ``attrs["filters"]``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from redoxflow.config import AnalyzeConfig
+    >>> ds = xr.Dataset({"volume_voxels": ("bubble", [5, 30, 100]),
+    ...                  "inertia_eigenvalues": (("bubble", "k"), [[1, 1, 1], [2, 1, 0],
+    ...                                                            [3, 2, 1]])},
+    ...                 coords={"bubble": [1, 2, 3]})
+    >>> filter_table(ds, None, AnalyzeConfig(min_volume_voxels=27))["bubble"].values.tolist()
+    [3]
+    """
     if compat:
         ds = filters.filter_min_volume(ds, UTILE_MIN_VOXELS)
         return filters.filter_sphericity_above_one(ds)
@@ -57,6 +117,44 @@ def filter_table(ds, compat, acfg):
 
 def summary_dataset(counts, table, contacts, maps, spacing, compat, n_components, n_all,
              has_membrane):
+    """The ``summary`` group: R_bv, bubble volume and counts, membrane blockage (scalars).
+
+    Parameters
+    ----------
+    counts : dict
+        Per region the ``bubble`` and ``electrolyte`` voxel counts
+        (:func:`redoxflow.analysis.masks.counts_and_density`).
+    table : xarray.Dataset
+        The filtered bubble table with its ``half`` codes (1 negative).
+    contacts : dict or None
+        The membrane's reduced contacts (:func:`redoxflow.analysis.walls.wall_contacts`).
+    maps : dict
+        The row maps (:func:`redoxflow.analysis.masks.row_maps`); ``present`` is used.
+    spacing : (z, y, x) float
+        Voxel size.
+    compat : {"utile"} or None
+        Compat mode (voxel units, the reference's quantities only).
+    n_components, n_all : int
+        Components labelled, and measured before the filters.
+    has_membrane : bool
+        Without a membrane the blockage quantities are NaN.
+
+    Returns
+    -------
+    xarray.Dataset
+        0-d variables, each with a ``long_name``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> table = xr.Dataset({"half": ("bubble", np.array([1, 3], np.int8))},
+    ...                    coords={"bubble": [1, 2]})
+    >>> counts = {"negative": {"bubble": 10, "electrolyte": 90}}
+    >>> s = summary_dataset(counts, table, None, {"present": np.zeros((2, 2), bool)},
+    ...                     (1.0, 1.0, 1.0), None, 2, 2, False)
+    >>> float(s["bubble_volume_fraction"]), int(s["n_bubbles"]), int(s["n_bubbles_cell"])
+    (0.1, 1, 2)
+    """
     import xarray as xr
 
     voxel = float(np.prod(spacing))
@@ -115,6 +213,40 @@ def summary_dataset(counts, table, contacts, maps, spacing, compat, n_components
 
 
 def blockage_dataset(contacts, maps, coords, spacing, has_membrane):
+    """The ``blockage`` group: blocked membrane voxels per image row, the membrane band, and
+    the contact area of every bubble that touches the membrane.
+
+    Parameters
+    ----------
+    contacts : dict or None
+        The membrane's reduced contacts (:func:`redoxflow.analysis.walls.wall_contacts`);
+        None gives zeros.
+    maps : dict
+        The row maps (:func:`redoxflow.analysis.masks.row_maps`): ``present``,
+        ``band_low``, ``band_high`` of shape (z, y).
+    coords : dict
+        ``z`` and ``y`` coordinates (micrometres).
+    spacing : (z, y, x) float
+        Voxel size.
+    has_membrane : bool
+        Recorded in the attrs.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``blocked_voxels`` (half, z, y), ``membrane_present``, ``membrane_low_x``,
+        ``membrane_high_x`` (z, y), ``contact_bubble`` and ``contact_area`` (contact).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = {"present": np.ones((2, 3), bool), "band_low": np.full((2, 3), 3.5),
+    ...         "band_high": np.full((2, 3), 4.5)}
+    >>> coords = {"z": np.arange(2.0), "y": np.arange(3.0)}
+    >>> ds = blockage_dataset(None, maps, coords, (1.0, 1.0, 2.0), True)
+    >>> ds["blocked_voxels"].dims, float(ds["membrane_low_x"][0, 0])
+    (('half', 'z', 'y'), 7.0)
+    """
     import xarray as xr
 
     nz, ny = maps["present"].shape

@@ -27,6 +27,22 @@ HALF_NAMES = ["outside", "negative", "membrane", "positive"]
 def class_volume(classes: Any, spacing: Any = None):
     """(dask array, spacing, description) of a class volume from any supported input.
 
+    Parameters
+    ----------
+    classes : numpy, dask, xarray.DataArray or store path, shape (z, y, x) or (t, z, y, x)
+        Integer class ids.
+    spacing : float or (z, y, x), optional
+        Voxel size in micrometres (default: the input's, else 1).
+
+    Returns
+    -------
+    arr : dask.array.Array
+        The classes, lazily.
+    spacing : (float, float, float)
+        (z, y, x) micrometres.
+    description : str
+        The store's path, or ``"array"``.
+
     Examples
     --------
     >>> import numpy as np
@@ -44,7 +60,36 @@ def class_volume(classes: Any, spacing: Any = None):
 
 def row_maps(arr) -> dict[str, Any]:
     """Pass 1: class counts, the volume's checksum, the membrane extent and band of every
-    (z, y) row (filled where missing) and the gasket bounds of every (z, x) line."""
+    (z, y) row (filled where missing) and the gasket bounds of every (z, x) line.
+
+    One dask computation over the class volume.
+
+    Parameters
+    ----------
+    arr : dask.array.Array, shape (z, y, x)
+        Integer class ids.
+
+    Returns
+    -------
+    dict
+        ``counts`` (voxels per class id, at least 6), ``checksum`` (hex digest),
+        ``first``/``last``/``count``/``xsum`` (membrane voxels per (z, y) row: first and
+        last x, number, sum of x), ``present`` (bool (z, y): the row has membrane),
+        ``band_low``/``band_high`` (float (z, y): the membrane band, filled from the nearest
+        row where missing) and ``gasket_low``/``gasket_high`` ((z, x): the inner gasket
+        faces along y, -1 / y where there is none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> arr, spacing, _ = class_volume(v)
+    >>> maps = row_maps(arr)
+    >>> maps["counts"].tolist(), bool(maps["present"].all())
+    ([1893, 27, 128, 0, 0, 0], True)
+    >>> float(maps["band_low"][0, 0]), float(maps["band_high"][0, 0])
+    (7.5, 8.5)
+    """
     import dask
     import dask.array as da
 
@@ -83,7 +128,39 @@ def _linemap(m: np.ndarray, arr):
 
 
 def masks(arr, maps, compat, negative, clean):
-    """Lazy boolean masks: regions (name -> mask), bubbles, electrolyte, walls."""
+    """Lazy boolean masks: regions (name -> mask), bubbles, electrolyte, walls.
+
+    Parameters
+    ----------
+    arr : dask.array.Array, shape (z, y, x)
+        Integer class ids.
+    maps : dict
+        The row maps of :func:`row_maps`.
+    compat : {"utile"} or None
+        The reference's row-wise cuts (only the negative region, no gaskets), or the
+        membrane band and the gaskets.
+    negative : {"low", "high"}
+        Which half along x is the negative electrode.
+    clean : bool
+        Drop bubble voxels without a bubble voxel directly above or below (z +- 1).
+
+    Returns
+    -------
+    dict
+        ``regions`` (name -> bool dask array: ``cell``, ``negative``, ``positive``; compat:
+        ``negative``), ``bubbles``, ``electrolyte``, ``membrane``, ``gasket`` (None in
+        compat mode); all of shape (z, y, x) (a region may broadcast along an axis).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> arr, spacing, _ = class_volume(v)
+    >>> maps = row_maps(arr)
+    >>> lazy = masks(arr, maps, None, "high", True)
+    >>> sorted(lazy["regions"]), int(lazy["bubbles"].sum())
+    (['cell', 'negative', 'positive'], 27)
+    """
     import dask.array as da
 
     nz, ny, nx = arr.shape
@@ -112,7 +189,35 @@ def masks(arr, maps, compat, negative, clean):
 
 
 def counts_and_density(arr, lazy_masks):
-    """Pass 2: voxel counts and projections per region, and the unmasked class-1 projections."""
+    """Pass 2: voxel counts and projections per region, and the unmasked class-1 projections.
+
+    Parameters
+    ----------
+    arr : dask.array.Array, shape (z, y, x)
+        Integer class ids.
+    lazy_masks : dict
+        What :func:`masks` returns.
+
+    Returns
+    -------
+    raw : list of 3 ndarrays, shapes (y, x), (z, x), (z, y)
+        Class-1 voxels per column along z, y and x.
+    counts : dict
+        Per region: ``bubble`` and ``electrolyte`` voxel counts, and the ``density``
+        (bubble) and ``electrode`` (bubble or electrolyte) projections along z, y and x.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> arr, spacing, _ = class_volume(v)
+    >>> maps = row_maps(arr)
+    >>> raw, counts = counts_and_density(arr, masks(arr, maps, None, "high", True))
+    >>> [r.shape for r in raw]
+    [(16, 16), (8, 16), (8, 16)]
+    >>> int(counts["negative"]["bubble"]), int(counts["negative"]["electrolyte"])
+    (27, 869)
+    """
     import dask
 
     lazy = {"unmasked": [(arr == 1).sum(axis=a) for a in range(3)]}

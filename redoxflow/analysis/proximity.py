@@ -9,7 +9,29 @@ import numpy as np
 
 def boundary_points(mask: np.ndarray, origin: Sequence[int]) -> np.ndarray:
     """Global (z, y, x) coordinates of voxels of a block (with a 1-voxel halo) that have a
-    6-neighbour outside the mask. Only these can be nearest to a point outside the mask."""
+    6-neighbour outside the mask. Only these can be nearest to a point outside the mask.
+
+    Parameters
+    ----------
+    mask : bool ndarray, shape (bz + 2, by + 2, bx + 2)
+        The wall's voxels with a 1-voxel halo on every side.
+    origin : (z, y, x) int
+        Global index of the block's first core voxel.
+
+    Returns
+    -------
+    int32 ndarray, shape (k, 3)
+        Global voxel indices of the boundary voxels of the core.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cube = np.zeros((5, 5, 5), bool); cube[1:4, 1:4, 1:4] = True
+    >>> len(boundary_points(cube, (0, 0, 0)))  # 27 voxels, the centre is interior
+    26
+    >>> boundary_points(np.pad(np.ones((1, 1, 1), bool), 1), (10, 20, 30)).tolist()
+    [[10, 20, 30]]
+    """
     core = mask[1:-1, 1:-1, 1:-1]
     inner = core.copy()
     for axis in range(3):
@@ -22,7 +44,24 @@ def boundary_points(mask: np.ndarray, origin: Sequence[int]) -> np.ndarray:
 
 
 def label_boundary(labels: np.ndarray) -> np.ndarray:
-    """Bool mask of label voxels with a 6-neighbour of another value (block edges count)."""
+    """Bool mask of label voxels with a 6-neighbour of another value (block edges count).
+
+    Parameters
+    ----------
+    labels : integer ndarray, shape (z, y, x)
+        A block of labels (0 background).
+
+    Returns
+    -------
+    bool ndarray, shape (z, y, x)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> labels = np.zeros((1, 1, 6), np.uint32); labels[0, 0, 1:5] = 1
+    >>> label_boundary(labels).astype(int).tolist()  # one voxel thick: all on the edge
+    [[[0, 1, 1, 1, 1, 0]]]
+    """
     edge = np.zeros(labels.shape, bool)
     for axis in range(3):
         a = [slice(None)] * 3
@@ -47,6 +86,33 @@ def nearest_per_group(tree, phys: np.ndarray, inv: np.ndarray, k: int,
     every point of that cell within half a cell diagonal. Cells whose lower bound exceeds
     their group's best upper bound cannot hold the minimum and are skipped; only the points
     of the remaining cells are queried exactly.
+
+    Parameters
+    ----------
+    tree : scipy.spatial.cKDTree
+        Points in physical coordinates.
+    phys : float ndarray, shape (n, 3)
+        Query points in physical coordinates.
+    inv : int ndarray, shape (n,)
+        Group (0..k-1) of each point.
+    k : int
+        Number of groups.
+    cell : (z, y, x) float
+        Bin size of the pruning.
+
+    Returns
+    -------
+    float ndarray, shape (k,)
+        Minimum distance per group (inf for an empty group).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.spatial import cKDTree
+    >>> tree = cKDTree(np.array([[0.0, 0.0, 10.0]]))
+    >>> phys = np.array([[0.0, 0, 0], [0, 0, 4], [0, 0, 7], [0, 0, 9]])
+    >>> nearest_per_group(tree, phys, np.array([0, 0, 1, 1]), 2, (4.0, 4.0, 4.0)).tolist()
+    [6.0, 1.0]
     """
     cell = np.asarray(cell, dtype=float)
     half_diag = 0.5 * float(np.linalg.norm(cell))
@@ -68,8 +134,34 @@ def block_surface_distances(labels: np.ndarray, origin: Sequence[int], trees: Se
                             spacing: Sequence[float]):
     """Per bubble of one block: the minimum distance from its boundary voxels to each tree.
 
-    Returns ``(ids, distances (k, n_trees))``; trees hold physical coordinates; a missing
-    tree (None) gives infinity.
+    Parameters
+    ----------
+    labels : integer ndarray, shape (bz, by, bx)
+        One block of labels.
+    origin : (z, y, x) int
+        Global index of the block's first voxel.
+    trees : sequence of scipy.spatial.cKDTree or None
+        Walls, in physical coordinates; a missing tree (None) gives infinity.
+    spacing : (z, y, x) float
+        Voxel size.
+
+    Returns
+    -------
+    ids : uint64 ndarray, shape (k,)
+        The labels present in the block.
+    distances : float ndarray, shape (k, len(trees))
+        Minimum distance from each label's boundary voxel centres to each tree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.spatial import cKDTree
+    >>> labels = np.zeros((4, 4, 8), np.uint32)
+    >>> labels[1:3, 1:3, 1:3] = 1; labels[1:3, 1:3, 5:7] = 2
+    >>> wall = cKDTree(np.array([[1.5, 1.5, 10.0]]))
+    >>> ids, dist = block_surface_distances(labels, (0, 0, 0), [wall, None], (1, 1, 1))
+    >>> ids.tolist(), dist.round(2).tolist()
+    ([1, 2], [[8.03, inf], [4.06, inf]])
     """
     pts = np.argwhere(label_boundary(labels))
     if len(pts) == 0:
@@ -85,7 +177,28 @@ def block_surface_distances(labels: np.ndarray, origin: Sequence[int], trees: Se
 
 
 def reduce_min(parts) -> tuple[np.ndarray, np.ndarray]:
-    """Combine per-block (ids, distances) by taking the minimum per id."""
+    """Combine per-block (ids, distances) by taking the minimum per id.
+
+    Parameters
+    ----------
+    parts : list of (ids (k,), distances (k, n)) tuples
+        What :func:`block_surface_distances` returns for each block.
+
+    Returns
+    -------
+    ids : uint64 ndarray, shape (m,)
+        Sorted unique ids.
+    distances : float ndarray, shape (m, n)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> parts = [(np.array([1, 2], np.uint64), np.array([[5.0], [3.0]])),
+    ...          (np.array([2], np.uint64), np.array([[1.0]]))]
+    >>> ids, dist = reduce_min(parts)
+    >>> ids.tolist(), dist.tolist()
+    ([1, 2], [[5.0], [1.0]])
+    """
     parts = [p for p in parts if len(p[0])]
     if not parts:
         return np.zeros(0, np.uint64), np.zeros((0, 0))

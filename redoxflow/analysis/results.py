@@ -71,7 +71,27 @@ def _vlen_strings(ds):
 
 
 def scratch_dir(out: str | os.PathLike | None) -> tempfile.TemporaryDirectory | Path:
-    """Where the intermediate label store goes: ``OUT/.scratch`` or a temporary directory."""
+    """Where the intermediate label store goes: ``OUT/.scratch`` or a temporary directory.
+
+    Parameters
+    ----------
+    out : path or None
+        The results folder, or None when nothing is written.
+
+    Returns
+    -------
+    tempfile.TemporaryDirectory or pathlib.Path
+        A temporary directory (the caller cleans it up) when ``out`` is None, else
+        ``out/.scratch`` (created).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> scratch_dir(tempfile.mkdtemp()).name
+    '.scratch'
+    >>> tmp = scratch_dir(None)
+    >>> tmp.cleanup()
+    """
     if out is None:
         return tempfile.TemporaryDirectory(prefix="redoxflow-")
     path = Path(out) / ".scratch"

@@ -20,6 +20,25 @@ def membrane_band(xsum: np.ndarray, count: np.ndarray):
     the low side when x < low and on the high side when x > high (pixel-exact); a row whose
     membrane has gaps gets a compact band at the membrane's centre instead of the full
     first..last span, so bubbles caught in the gaps are assigned to a half-cell.
+
+    Parameters
+    ----------
+    xsum : ndarray, shape (z, y)
+        Sum of the membrane voxels' x per row.
+    count : ndarray, shape (z, y)
+        Number of membrane voxels per row.
+
+    Returns
+    -------
+    low, high : float ndarray, shape (z, y)
+        The band's faces (NaN where a row has no membrane).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> low, high = membrane_band(np.array([12.0, 8.0]), np.array([3, 1]))
+    >>> low.tolist(), high.tolist()  # voxels 3, 4, 5 and voxel 8
+    ([2.5, 7.5], [5.5, 8.5])
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         mid = xsum / count
@@ -31,7 +50,27 @@ def fill_missing(first: np.ndarray, last: np.ndarray, present: np.ndarray):
 
     Rows with membrane keep their exact positions; a missing row takes the
     positions of the closest row (in the (z, y) plane) that has membrane, so a gap never
-    re-cuts whole slices. Returns float maps (NaN everywhere when there is no membrane).
+    re-cuts whole slices.
+
+    Parameters
+    ----------
+    first, last : ndarray, shape (z, y)
+        Positions per row (any values where ``present`` is False).
+    present : bool ndarray, shape (z, y)
+        Rows that have membrane.
+
+    Returns
+    -------
+    first, last : float ndarray, shape (z, y)
+        Filled maps (NaN everywhere when there is no membrane).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> present = np.array([[True, False], [False, False]])
+    >>> first, last = fill_missing(np.full((2, 2), 4), np.full((2, 2), 6), present)
+    >>> first.tolist(), last.tolist()
+    ([[4.0, 4.0], [4.0, 4.0]], [[6.0, 6.0], [6.0, 6.0]])
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -52,7 +91,26 @@ def utile_cuts(first: np.ndarray, last: np.ndarray, present: np.ndarray):
     x < last membrane voxel in the left half. A row without membrane that follows a row with
     membrane in the same slice re-cuts every row of that slice at the running mean of the
     first positions seen so far (rounded half to even); cuts only ever grow the removed part.
-    Returns (right_start, left_stop): the right half is x >= right_start, the left x < left_stop.
+
+    Parameters
+    ----------
+    first, last : int ndarray, shape (z, y)
+        First and last membrane voxel along x per row.
+    present : bool ndarray, shape (z, y)
+        Rows that have membrane.
+
+    Returns
+    -------
+    right_start, left_stop : int64 ndarray, shape (z, y)
+        The right half is x >= right_start, the left x < left_stop.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> first, last = np.array([[3, 5, 0]]), np.array([[4, 6, -1]])
+    >>> right, left = utile_cuts(first, last, np.array([[True, True, False]]))
+    >>> right.tolist(), left.tolist()  # row 2 has none: the slice is re-cut at mean 4
+    ([[4, 5, 4]], [[4, 4, 4]])
     """
     nz, ny = first.shape
     right = np.where(present, first, 0).astype(np.int64)
@@ -69,7 +127,35 @@ def utile_cuts(first: np.ndarray, last: np.ndarray, present: np.ndarray):
 
 
 def check_sheet(first: np.ndarray, last: np.ndarray, present: np.ndarray, width: int) -> None:
-    """Raise a clear error when class 2 is not a sheet across x (the membrane's geometry)."""
+    """Raise a clear error when class 2 is not a sheet across x (the membrane's geometry).
+
+    A sheet is found in at least half of the (z, y) rows with a median thickness of at most
+    a third of the width.
+
+    Parameters
+    ----------
+    first, last : int ndarray, shape (z, y)
+        First and last membrane voxel along x per row.
+    present : bool ndarray, shape (z, y)
+        Rows that have membrane (none at all: nothing is checked).
+    width : int
+        The volume's size along x.
+
+    Raises
+    ------
+    InputError
+        When class 2 is not such a sheet (wrong class ids or axis order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> present = np.ones((2, 2), bool)
+    >>> check_sheet(np.full((2, 2), 5), np.full((2, 2), 6), present, 12)  # 2 voxels thick
+    >>> check_sheet(np.zeros((2, 2), int), np.full((2, 2), 9), present, 12)
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: class 2 (membrane) is not a sheet across the x axis: it is found in 100% of the image rows with a median thickness of 10 of 12 voxels; check the class ids (0 electrolyte, 1 bubble, 2 membrane, 3 gasket) and that axis order is (z, y, x) with the membrane normal along x
+    """
     if not present.any():
         return
     thickness = np.median((last - first + 1)[present])
@@ -88,6 +174,25 @@ def side_of_points(points: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.
     A point is on the side of the membrane band's mid-surface it lies on (bubbles cannot be
     inside the membrane; a centroid in the band belongs to the nearer side); OUTSIDE where
     the band is unknown.
+
+    Parameters
+    ----------
+    points : float ndarray, shape (k, 3)
+        Voxel coordinates (z, y, x); z and y are rounded to pick the row.
+    low, high : float ndarray, shape (z, y)
+        The membrane band per row (:func:`membrane_band`, filled).
+
+    Returns
+    -------
+    uint8 ndarray, shape (k,)
+        ``LOW`` (1), ``HIGH`` (3) or ``OUTSIDE`` (0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> band_low, band_high = np.full((1, 1), 4.5), np.full((1, 1), 5.5)
+    >>> side_of_points(np.array([[0.0, 0, 1], [0, 0, 9]]), band_low, band_high).tolist()
+    [1, 3]
     """
     if len(points) == 0:
         return np.zeros(0, np.uint8)

@@ -15,7 +15,48 @@ from .volume import analyze_volume
 
 def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
                    progress: bool = False):
-    """Analyse each time step, then link bubbles between consecutive steps."""
+    """Analyse each time step, then link bubbles between consecutive steps.
+
+    Each step goes through :func:`redoxflow.analysis.volume.analyze_volume` (its labels in
+    ``scratch/tNNNN/labels.zarr``); consecutive label stores are overlapped and linked
+    (:mod:`redoxflow.analysis.tracking`). :func:`redoxflow.analyze` calls this for 4D input.
+
+    Parameters
+    ----------
+    arr : dask.array.Array, shape (t, z, y, x)
+        Integer class ids.
+    spacing : (z, y, x) float
+        Voxel size in micrometres.
+    negative_side : {"low", "high"}
+        Which half along x is the negative electrode.
+    compat : {"utile"} or None
+        The reference's definitions.
+    acfg : redoxflow.config.AnalyzeConfig
+        Filters and options.
+    scratch : pathlib.Path
+        Folder for the intermediate label stores.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``summary`` (dim ``time``, with ``births``/``deaths``), ``bubbles`` (all steps, with
+        ``time``, ``label`` and ``track``), ``density``, ``blockage`` (dim ``time``) and
+        ``tracks`` (the links).
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile
+    >>> from redoxflow.analysis.masks import class_volume
+    >>> from redoxflow.config import AnalyzeConfig
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> arr, sp, _ = class_volume(np.stack([v, v]), 2.0)
+    >>> tree = analyze_series(arr, sp, negative_side="high", compat=None, acfg=AnalyzeConfig(),
+    ...                       scratch=pathlib.Path(tempfile.mkdtemp()))
+    >>> tree["summary/births"].values.tolist(), tree["bubbles/track"].values.tolist()
+    ([1, 0], [1, 1])
+    """
     trees, label_stores = [], []
     for t in range(arr.shape[0]):
         step_dir = scratch / f"t{t:04d}"

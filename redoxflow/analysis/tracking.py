@@ -10,7 +10,24 @@ EVENTS = ["continue", "split", "merge", "split+merge"]
 
 
 def block_overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(k, 3) rows (id in a, id in b, voxels shared) of one block pair; background skipped."""
+    """(k, 3) rows (id in a, id in b, voxels shared) of one block pair; background skipped.
+
+    Parameters
+    ----------
+    a, b : integer ndarray, same shape
+        The same block of two label volumes.
+
+    Returns
+    -------
+    int64 ndarray, shape (k, 3)
+        One row per pair of ids that share voxels, sorted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> block_overlaps(np.array([[[1, 1, 0, 2]]]), np.array([[[3, 3, 3, 0]]])).tolist()
+    [[1, 3, 2]]
+    """
     both = (a > 0) & (b > 0)
     if not both.any():
         return np.zeros((0, 3), np.int64)
@@ -20,7 +37,28 @@ def block_overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def overlaps(a, b) -> np.ndarray:
-    """Shared voxels between every pair of ids of two label volumes (numpy or dask)."""
+    """Shared voxels between every pair of ids of two label volumes (numpy or dask).
+
+    Dask inputs are compared block by block (``b`` is rechunked like ``a``) and the rows
+    summed per pair.
+
+    Parameters
+    ----------
+    a, b : numpy or dask array, same shape (z, y, x)
+        Label volumes (0 background).
+
+    Returns
+    -------
+    int64 ndarray, shape (k, 3)
+        Rows (id in a, id in b, voxels shared).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> a = da.from_array(np.array([[[1, 1, 0, 2]]]), chunks=(1, 1, 2))
+    >>> overlaps(a, np.array([[[3, 3, 3, 2]]])).tolist()
+    [[1, 3, 2], [2, 2, 1]]
+    """
     import dask
     import dask.array as da
 
@@ -45,9 +83,33 @@ def link(ids_a, vol_a, ids_b, vol_b, shared: np.ndarray, *, min_iou: float = 0.1
     ``min_overlap_fraction`` of the smaller bubble (a small bubble merging into a large one
     has a small IoU). A source with several links splits; a target with several merges.
 
-    Returns arrays ``source``, ``target``, ``shared``, ``iou``, ``event`` (codes of EVENTS),
-    ``volume_change`` (target - source voxels) and the unmatched ``deaths`` (ids of a) and
-    ``births`` (ids of b).
+    Parameters
+    ----------
+    ids_a, vol_a : ndarray, shape (n_a,)
+        Ids and voxel counts of the bubbles of the earlier step.
+    ids_b, vol_b : ndarray, shape (n_b,)
+        The same for the later step.
+    shared : int ndarray, shape (k, 3)
+        Rows (id in a, id in b, voxels shared), as :func:`overlaps` gives.
+    min_iou, min_overlap_fraction : float
+        The link criteria above.
+
+    Returns
+    -------
+    dict of ndarray
+        ``source``, ``target``, ``shared``, ``iou``, ``event`` (codes of EVENTS),
+        ``volume_change`` (target - source voxels), one entry per link, and the unmatched
+        ``deaths`` (ids of a) and ``births`` (ids of b).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lk = link(np.array([1, 2]), np.array([10, 10]), np.array([5, 6]), np.array([6, 6]),
+    ...           np.array([[1, 5, 5], [1, 6, 5]]))
+    >>> lk["source"].tolist(), lk["target"].tolist(), [EVENTS[e] for e in lk["event"]]
+    ([1, 1], [5, 6], ['split', 'split'])
+    >>> lk["deaths"].tolist(), lk["births"].tolist()
+    ([2], [])
     """
     va = dict(zip(ids_a.tolist(), vol_a.tolist()))
     vb = dict(zip(ids_b.tolist(), vol_b.tolist()))
@@ -72,7 +134,28 @@ def link(ids_a, vol_a, ids_b, vol_b, shared: np.ndarray, *, min_iou: float = 0.1
 
 def assign_tracks(steps: list[np.ndarray], links: list[dict]) -> list[np.ndarray]:
     """Track ids per step: a bubble continues the track of its best (max IoU) predecessor,
-    unless that predecessor's track already went to a better-overlapping successor."""
+    unless that predecessor's track already went to a better-overlapping successor.
+
+    Parameters
+    ----------
+    steps : list of ndarray
+        The bubble ids of each step.
+    links : list of dict
+        What :func:`link` returns for each pair of consecutive steps.
+
+    Returns
+    -------
+    list of int64 ndarray
+        Track ids aligned with ``steps`` (new tracks are numbered from 1 on).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lk = link(np.array([1, 2]), np.array([10, 10]), np.array([5, 6]), np.array([6, 6]),
+    ...           np.array([[1, 5, 5], [1, 6, 5]]))
+    >>> [t.tolist() for t in assign_tracks([np.array([1, 2]), np.array([5, 6])], [lk])]
+    [[1, 2], [1, 3]]
+    """
     next_id = 1
     tracks = []
     first = np.arange(next_id, next_id + len(steps[0]))
@@ -102,7 +185,28 @@ def assign_tracks(steps: list[np.ndarray], links: list[dict]) -> list[np.ndarray
 
 
 def link_table(links: list[dict]):
-    """The links of every step pair as one ``xarray.Dataset`` (dim ``link``)."""
+    """The links of every step pair as one ``xarray.Dataset`` (dim ``link``).
+
+    Parameters
+    ----------
+    links : list of dict
+        What :func:`link` returns for steps (0, 1), (1, 2), ...
+
+    Returns
+    -------
+    xarray.Dataset
+        ``time`` (step of the target), ``source``, ``target``, ``shared_voxels``, ``iou``,
+        ``event`` (flag-coded) and ``volume_change``, each of dim ``link``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lk = link(np.array([1, 2]), np.array([10, 10]), np.array([5, 6]), np.array([6, 6]),
+    ...           np.array([[1, 5, 5], [1, 6, 5]]))
+    >>> ds = link_table([lk])
+    >>> ds.sizes["link"], ds["time"].values.tolist(), ds["event"].attrs["flag_meanings"]
+    (2, [1, 1], 'continue split merge split+merge')
+    """
     import xarray as xr
 
     def cat(key, dtype):
@@ -126,9 +230,32 @@ def link_table(links: list[dict]):
 def track(labels: Any, *, min_iou: float = 0.1, min_overlap_fraction: float = 0.25):
     """Track bubbles through a series of label volumes (list or (t, z, y, x) array).
 
-    Returns an ``xarray.Dataset`` of links (dim ``link``: time, source, target, shared_voxels,
-    iou, event) with per-step ``births``/``deaths`` and each bubble's ``track`` id in attrs-free
-    variables ``track_<t>`` aligned with the ids of that step.
+    Each step is read into memory (as a numpy array) in turn.
+
+    Parameters
+    ----------
+    labels : list of arrays (z, y, x), or array (t, z, y, x)
+        Label volumes (0 background), e.g. from :func:`redoxflow.label`.
+    min_iou, min_overlap_fraction : float
+        Link criteria (see :func:`link`).
+
+    Returns
+    -------
+    xarray.Dataset
+        The links (dim ``link``: ``time``, ``source``, ``target``, ``shared_voxels``,
+        ``iou``, ``event``, ``volume_change``), per step (dim ``step``) ``births``,
+        ``deaths`` and ``n_bubbles``, and per step ``t`` the variables ``label_<t>`` (the
+        ids) and ``track_<t>`` (their track ids) along dim ``bubble_<t>``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> steps = np.zeros((2, 1, 4, 4), np.uint32)
+    >>> steps[0, 0, :2, :2] = 1                        # a bubble moves down one row
+    >>> steps[1, 0, 1:3, :2] = 1; steps[1, 0, 3, 3] = 2  # and a new one appears
+    >>> ds = track(steps)
+    >>> ds["track_1"].values.tolist(), ds["births"].values.tolist()
+    ([1, 2], [1, 1])
     """
     steps = [np.asarray(labels[t]) for t in range(len(labels))]
     ids, vols = [], []

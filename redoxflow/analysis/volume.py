@@ -40,7 +40,47 @@ class _Phases:
 
 def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | None, acfg,
                    scratch: Path, progress: bool = False):
-    """Analyse one class volume (dask array (z, y, x)) -> ``xarray.DataTree``."""
+    """Analyse one class volume (dask array (z, y, x)) -> ``xarray.DataTree``.
+
+    In order: row maps (pass 1), masks, counts and density (pass 2), labeling of the
+    cleaned bubbles, regionprops, half-cells, wall contacts and distances, filters, and the
+    output datasets. :func:`redoxflow.analyze` resolves the options and calls this.
+
+    Parameters
+    ----------
+    arr : dask.array.Array, shape (z, y, x)
+        Integer class ids (0 electrolyte, 1 bubble, 2 membrane, 3 gasket, 5 removed half).
+    spacing : (z, y, x) float
+        Voxel size in micrometres (ignored in compat mode: voxel units).
+    negative_side : {"low", "high"}
+        Which half along x is the negative electrode.
+    compat : {"utile"} or None
+        The reference's definitions.
+    acfg : redoxflow.config.AnalyzeConfig
+        Filters and options.
+    scratch : pathlib.Path
+        Folder for the intermediate label store (``labels.zarr``).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``summary``, ``bubbles``, ``density``, ``blockage``; attrs ``timings_s``
+        and ``input_checksum``.
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile
+    >>> from redoxflow.analysis.masks import class_volume
+    >>> from redoxflow.config import AnalyzeConfig
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> arr, sp, _ = class_volume(v, 2.0)
+    >>> tree = analyze_volume(arr, sp, negative_side="high", compat=None,
+    ...                       acfg=AnalyzeConfig(), scratch=pathlib.Path(tempfile.mkdtemp()))
+    >>> int(tree["summary/n_bubbles"]), sorted(tree.children)
+    (1, ['blockage', 'bubbles', 'density', 'summary'])
+    """
     import xarray as xr
 
     phase = _Phases()

@@ -17,7 +17,23 @@ UTILE_WALLS = ["top", "bottom", "left", "right", "front", "back", "membrane"]
 
 
 def flags(names):
-    """CF ``flag_values``/``flag_meanings`` attrs of a coded variable."""
+    """CF ``flag_values``/``flag_meanings`` attrs of a coded variable.
+
+    Parameters
+    ----------
+    names : list of str
+        The meaning of codes 0, 1, ... (no spaces).
+
+    Returns
+    -------
+    dict
+        ``flag_values`` and ``flag_meanings``.
+
+    Examples
+    --------
+    >>> flags(["outside", "negative"])
+    {'flag_values': [0, 1], 'flag_meanings': 'outside negative'}
+    """
     return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
 
 
@@ -60,7 +76,40 @@ def _wall_block(codes, labels, origin, side_lut, spacing, n_walls):
 def wall_contacts(walls, labels, side_lut, spacing):
     """One halo pass: per wall mask, the reduced contacts and a KD-tree of its boundary.
 
-    ``walls`` maps names to lazy masks (None: absent). Returns name -> (contacts, tree).
+    Parameters
+    ----------
+    walls : dict of str to dask.array.Array or None
+        Lazy bool masks (z, y, x) of the walls (None: absent).
+    labels : dask.array.Array, shape (z, y, x)
+        Bubble labels; the masks are rechunked like them.
+    side_lut : uint8 ndarray, shape (max label + 1,)
+        Half-cell code of each label.
+    spacing : (z, y, x) float
+        Voxel size.
+
+    Returns
+    -------
+    dict
+        name -> (contacts, tree): the contacts of
+        :func:`redoxflow.analysis.blockage.block_contacts` reduced over the volume
+        (``row_map`` (4, z, y), ``blocked``, ``blocked_any``, ``ids``, ``area``) and a
+        ``scipy.spatial.cKDTree`` of the wall's boundary voxels in physical coordinates;
+        ``(None, None)`` for an absent wall (the tree is None when the wall is empty).
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> membrane = np.zeros((4, 6, 8), bool); membrane[:, :, 4] = True
+    >>> labels = np.zeros((4, 6, 8), np.uint32); labels[1:3, 2:4, 5:7] = 1
+    >>> labels = da.from_array(labels, chunks=(2, 6, 8))
+    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
+    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
+    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
+    >>> contacts, tree = walls["membrane"]
+    >>> contacts["ids"].tolist(), contacts["area"].tolist(), contacts["blocked"].tolist()
+    ([1], [4.0], [0, 4, 0, 0])
+    >>> tree.n, walls["gasket"]
+    (24, (None, None))
     """
     import dask
     from scipy.spatial import cKDTree
@@ -120,7 +169,34 @@ def _surface_distances(labels, trees, spacing):
 
 
 def utile_proximity(ds, shape, tree):
-    """The reference: min over centroid-to-array-face and centroid-to-membrane distances."""
+    """The reference: min over centroid-to-array-face and centroid-to-membrane distances.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The bubble table; ``centroid_voxel`` (bubble, 3) is used.
+    shape : (z, y, x) int
+        The volume's shape.
+    tree : scipy.spatial.cKDTree
+        The membrane's boundary voxels (voxel coordinates).
+
+    Returns
+    -------
+    distance : float ndarray, shape (bubble,)
+        Voxels.
+    wall : int ndarray, shape (bubble,)
+        Index into ``UTILE_WALLS`` (top, bottom, left, right, front, back, membrane).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from scipy.spatial import cKDTree
+    >>> membrane = cKDTree(np.argwhere(np.ones((4, 6, 1))) + [0, 0, 4])  # the plane x = 4
+    >>> ds = xr.Dataset({"centroid_voxel": (("bubble", "axis"), [[1.5, 2.5, 5.5]])})
+    >>> dist, wall = utile_proximity(ds, (4, 6, 8), membrane)
+    >>> dist.tolist(), [UTILE_WALLS[w] for w in wall]
+    ([1.5], ['front'])
+    """
     c = ds["centroid_voxel"].values
     d, h, w = shape
     faces = np.stack([h - c[:, 1], c[:, 1], c[:, 2], w - c[:, 2], c[:, 0], d - c[:, 0]], axis=1)
@@ -130,7 +206,44 @@ def utile_proximity(ds, shape, tree):
 
 
 def default_proximity(ds, labels, trees, spacing, shape):
-    """Surface (voxel-centre) and centroid distances to membrane, gasket and the FOV faces."""
+    """Surface (voxel-centre) and centroid distances to membrane, gasket and the FOV faces.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The bubble table: ``bubble``, ``bbox_min``, ``bbox_max``, ``centroid``.
+    labels : dask.array.Array, shape (z, y, x)
+        Bubble labels.
+    trees : (membrane, gasket) of scipy.spatial.cKDTree or None
+        The walls' boundary voxels in physical coordinates (None: absent).
+    spacing : (z, y, x) float
+        Voxel size.
+    shape : (z, y, x) int
+        The volume's shape.
+
+    Returns
+    -------
+    surface : float ndarray, shape (bubble, 8)
+        Distances to the walls of ``WALLS`` (membrane, gasket, z-, z+, y-, y+, x-, x+).
+    centroid : float ndarray, shape (bubble, 2)
+        Centroid distances to the membrane and the gasket. NaN for an absent wall.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> membrane = np.zeros((4, 6, 8), bool); membrane[:, :, 4] = True
+    >>> labels = np.zeros((4, 6, 8), np.uint32); labels[1:3, 2:4, 5:7] = 1
+    >>> labels = da.from_array(labels, chunks=(2, 6, 8))
+    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
+    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
+    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
+    >>> import redoxflow as rf
+    >>> table = rf.regionprops(labels, spacing=1.0)
+    >>> surface, centroid = default_proximity(table, labels, (walls["membrane"][1], None),
+    ...                                       (1.0, 1.0, 1.0), (4, 6, 8))
+    >>> surface.tolist()
+    [[1.0, nan, 2.0, 2.0, 3.0, 3.0, 6.0, 2.0]]
+    """
     ids = ds["bubble"].values
     s = np.asarray(spacing)
     lo, hi = ds["bbox_min"].values, ds["bbox_max"].values
@@ -152,7 +265,45 @@ def default_proximity(ds, labels, trees, spacing, shape):
 
 
 def add_wall_columns(table, walls, labels, spacing, shape, compat):
-    """Contact and distance columns of the bubble table, from :func:`wall_contacts`."""
+    """Contact and distance columns of the bubble table, from :func:`wall_contacts`.
+
+    Parameters
+    ----------
+    table : xarray.Dataset
+        The bubble table of :func:`redoxflow.regionprops`.
+    walls : dict
+        What :func:`wall_contacts` returns for ``membrane`` and ``gasket``.
+    labels : dask.array.Array, shape (z, y, x)
+        Bubble labels.
+    spacing : (z, y, x) float
+        Voxel size.
+    shape : (z, y, x) int
+        The volume's shape.
+    compat : {"utile"} or None
+        The reference's centroid distance (``closest_distance``, ``closest_wall``), or the
+        surface distances to every wall (``wall_distance``, ``nearest_wall``, ...).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``table`` with ``membrane_contact_area``, ``touches_membrane`` (and
+        ``touches_gasket``) and the distance columns.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> membrane = np.zeros((4, 6, 8), bool); membrane[:, :, 4] = True
+    >>> labels = np.zeros((4, 6, 8), np.uint32); labels[1:3, 2:4, 5:7] = 1
+    >>> labels = da.from_array(labels, chunks=(2, 6, 8))
+    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
+    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
+    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
+    >>> import redoxflow as rf
+    >>> table = rf.regionprops(labels, spacing=1.0)
+    >>> table = add_wall_columns(table, walls, labels, (1.0, 1.0, 1.0), (4, 6, 8), None)
+    >>> table["membrane_contact_area"].values.tolist(), WALLS[int(table["nearest_wall"][0])]
+    ([4.0], 'membrane')
+    """
     ids = table["bubble"].values.astype(np.int64)
     (mem_contacts, mem_tree), (gas_contacts, gas_tree) = walls["membrane"], walls["gasket"]
     table["membrane_contact_area"] = ("bubble", lookup(ids, mem_contacts["ids"].astype(np.int64),

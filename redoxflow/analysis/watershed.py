@@ -32,10 +32,25 @@ def split_touching(mask: np.ndarray, *, spacing: Sequence[float] | float = 1.0,
         Minimum distance between two bubble centres (voxels).
     h : float
         Dynamic of the distance maxima kept as markers (voxels); larger merges more.
+    connectivity : {6, 18, 26}
+        Neighbourhood of the watershed and of the components left without a marker.
 
     Returns
     -------
-    labels : uint32 ndarray, n : int
+    labels : uint32 ndarray, shape (z, y, x)
+        Ids 1..n in raster order, 0 outside the mask.
+    n : int
+        Number of bubbles.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z, y, x = np.ogrid[:12, :12, :20]
+    >>> mask = (((z - 6)**2 + (y - 6)**2 + (x - 5)**2 <= 16)
+    ...         | ((z - 6)**2 + (y - 6)**2 + (x - 12)**2 <= 16))  # two balls, one component
+    >>> labels, n = split_touching(mask)
+    >>> n, int(labels[6, 6, 5]), int(labels[6, 6, 12])
+    (2, 1, 2)
     """
     from scipy import ndimage as ndi
     from skimage.feature import peak_local_max
