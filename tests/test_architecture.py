@@ -18,7 +18,7 @@ LAYERS = [
     ("_backend",),                    # the one backend switch
     ("config", "synthetic"),
     ("io",),
-    ("labeling",),
+    ("labeling", "distance"),
     ("measure",),
     ("segment",),
     ("analysis",),

@@ -1,0 +1,67 @@
+"""Exact chunked distance transforms against scipy on several chunkings."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from redoxflow.distance import distance_to, distance_transform, min_distance_per_label
+
+SPACINGS = [(1.0, 1.0, 1.0), (2.5, 1.0, 0.7)]
+CHUNKS = [(23, 31, 37), (5, 31, 37), (7, 9, 11)]  # one chunk; slabs; blocks that do not divide
+
+
+def _walls(rng, shape=(23, 31, 37)):
+    w = np.zeros(shape, bool)
+    w[:, :, 18:20] = True                      # a membrane-like sheet
+    w[:, :2, :] = True                         # a gasket-like slab
+    w &= rng.random(shape) < 0.9               # with holes
+    w[3, 25, 5] = True                         # and an isolated voxel
+    return w
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_distance_to_equals_scipy(rng, spacing, chunks):
+    walls = _walls(rng)
+    ref = ndimage.distance_transform_edt(~walls, sampling=spacing)
+    for slab in (31 * 37, 3 * 31 * 37, 10**9):  # one plane per slab, three, the whole volume
+        got = distance_to(da.from_array(walls, chunks=chunks), spacing=spacing,
+                          slab_voxels=slab).compute()
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)
+
+
+def test_distance_transform_follows_scipy_convention(rng):
+    pore = rng.random((17, 19, 21)) < 0.6
+    got = distance_transform(da.from_array(pore, chunks=(4, 7, 8)), spacing=(1, 2, 3),
+                             slab_voxels=400).compute()
+    np.testing.assert_allclose(got, ndimage.distance_transform_edt(pore, sampling=(1, 2, 3)),
+                               rtol=1e-12)
+    assert (got[~pore] == 0).all()
+
+
+def test_empty_features_give_inf():
+    got = distance_to(np.zeros((4, 5, 6), bool)).compute()
+    assert np.isinf(got).all()
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("chunks", CHUNKS)
+def test_min_distance_per_label_equals_brute_force(rng, spacing, chunks):
+    walls = _walls(rng)
+    gasket = np.zeros_like(walls)
+    gasket[:, -1, :] = True
+    labels, n = ndimage.label((rng.random(walls.shape) < 0.05) & ~walls & ~gasket)
+    pts = np.array([[0, 0, 0], [22, 30, 36], [11, 15, 3]])
+    ids, dist, at = min_distance_per_label(
+        da.from_array(labels.astype(np.uint32), chunks=chunks),
+        [da.from_array(walls, chunks=chunks), gasket], spacing=spacing, points=pts,
+        slab_voxels=2 * 31 * 37)
+    np.testing.assert_array_equal(ids, np.arange(1, n + 1))
+    for k, feature in enumerate([walls, gasket]):
+        field = ndimage.distance_transform_edt(~feature, sampling=spacing)
+        ref = ndimage.minimum(field, labels, index=np.arange(1, n + 1))
+        np.testing.assert_allclose(dist[:, k], ref, rtol=1e-12)
+        np.testing.assert_allclose(at[:, k], field[tuple(pts.T)], rtol=1e-12)
