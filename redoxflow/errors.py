@@ -73,8 +73,8 @@ class MissingExtraError(RedoxflowError, ImportError):
     >>> try:
     ...     require("no_such_module_xyz", "viz")
     ... except ImportError as exc:
-    ...     print(type(exc).__name__, str(exc).split(" (")[0])
-    MissingExtraError no_such_module_xyz is not installed: install it with `pip install 'redoxflow[viz]'`
+    ...     print(type(exc).__name__, str(exc).split(": ")[0])
+    MissingExtraError no_such_module_xyz is not installed
     """
 
 

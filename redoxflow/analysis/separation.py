@@ -151,10 +151,10 @@ def check_sheet(first: np.ndarray, last: np.ndarray, present: np.ndarray, width:
     >>> import numpy as np
     >>> present = np.ones((2, 2), bool)
     >>> check_sheet(np.full((2, 2), 5), np.full((2, 2), 6), present, 12)  # 2 voxels thick
-    >>> check_sheet(np.zeros((2, 2), int), np.full((2, 2), 9), present, 12)
+    >>> check_sheet(np.zeros((2, 2), int), np.full((2, 2), 9), present, 12)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    redoxflow.errors.InputError: class 2 (membrane) is not a sheet across the x axis: it is found in 100% of the image rows with a median thickness of 10 of 12 voxels; check the class ids (0 electrolyte, 1 bubble, 2 membrane, 3 gasket) and that axis order is (z, y, x) with the membrane normal along x
+    redoxflow.errors.InputError: class 2 (membrane) is not a sheet across the x axis: ...
     """
     if not present.any():
         return

@@ -252,7 +252,7 @@ def ingest(
     ...        progress=False)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    redoxflow.errors.StoreExistsError: output '.../scan.zarr' already exists: choose another path or pass --overwrite
+    redoxflow.errors.StoreExistsError: output '.../scan.zarr' already exists: ...
     """
     cfg = config or Config()
     check_choice(kind, Kind, "kind")

@@ -27,6 +27,31 @@ def density_maps(density, *, region: str | None = None, cmap: str = "viridis"):
 
     ``region`` picks negative/positive/cell (default: negative when present, else the
     unmasked projection). ``cmap="jet"`` gives the reference's look.
+
+    Parameters
+    ----------
+    density : xarray.Dataset
+        The ``density`` group of an analysis (``{plane}_count`` with dim ``region``, and
+        ``{plane}_unmasked``).
+    region : {"negative", "positive", "cell"}, optional
+        The region to show.
+    cmap : str
+        Matplotlib colour map.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three image panels (xy, xz, zy), each with its colour bar.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from redoxflow.analysis.datasets import density_dataset
+    >>> raw = [np.ones((3, 4), int), np.ones((2, 4), int), np.ones((2, 3), int)]
+    >>> coords = {d: np.arange(n) * 2.0 for d, n in zip("zyx", (2, 3, 4))}
+    >>> fig = density_maps(density_dataset({}, raw, coords, (2.0, 2.0, 2.0)))
+    >>> [ax.get_title() for ax in fig.axes[:3]]
+    ['XY (whole volume)', 'XZ (whole volume)', 'ZY (whole volume)']
     """
     fig, axes = _figure(1, 3, figsize=(15, 4.6), constrained_layout=True)
     for ax, plane in zip(axes, PLANES):
@@ -52,7 +77,27 @@ def density_maps(density, *, region: str | None = None, cmap: str = "viridis"):
 
 
 def histograms(bubbles):
-    """Histograms of the per-bubble shape numbers present in the table (log10 where apt)."""
+    """Histograms of the per-bubble shape numbers present in the table (log10 where apt).
+
+    Parameters
+    ----------
+    bubbles : xarray.Dataset
+        The bubble table (dim ``bubble``); any of ``volume``, ``sphericity``,
+        ``elongation``, ``flatness``, ``nearest_wall_distance``, ``closest_distance``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per variable present.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> table = xr.Dataset({"volume": ("bubble", [10.0, 20.0, 40.0]),
+    ...                     "sphericity": ("bubble", [0.9, 0.8, 0.95])})
+    >>> [ax.get_xlabel() for ax in histograms(table).axes]
+    ['log10 volume (um^3)', 'sphericity']
+    """
     present = [(k, log, lab) for k, log, lab in HISTOGRAMS if k in bubbles]
     if not present:
         raise InputError("the bubble table has none of " + ", ".join(k for k, _, _ in HISTOGRAMS))
@@ -70,7 +115,25 @@ def histograms(bubbles):
 
 
 def orientation_polar(bubbles):
-    """Polar map of the major-axis orientation: angle theta, radius phi (degrees)."""
+    """Polar map of the major-axis orientation: angle theta, radius phi (degrees).
+
+    Parameters
+    ----------
+    bubbles : xarray.Dataset
+        The bubble table: ``theta``, ``phi`` (degrees) and ``volume_voxels`` (colour).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> table = xr.Dataset({"theta": ("bubble", [10.0, 200.0]), "phi": ("bubble", [30.0, 80.0]),
+    ...                     "volume_voxels": ("bubble", [27, 400])})
+    >>> orientation_polar(table).axes[0].name
+    'polar'
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +154,28 @@ def orientation_polar(bubbles):
 
 
 def time_series(summary):
-    """R_bv, bubble count and blocked membrane fraction versus time (4D results)."""
+    """R_bv, bubble count and blocked membrane fraction versus time (4D results).
+
+    Parameters
+    ----------
+    summary : xarray.Dataset
+        The ``summary`` group of a 4D analysis (dim ``time``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> summary = xr.Dataset({"bubble_volume_fraction": ("time", [0.10, 0.12]),
+    ...                       "n_bubbles_cell": ("time", [5, 6]),
+    ...                       "membrane_blocked_fraction": ("time", [0.01, 0.02])},
+    ...                      coords={"time": [0, 1]})
+    >>> [ax.get_ylabel() for ax in time_series(summary).axes]
+    ['R_bv (negative)', 'bubbles', 'blocked membrane fraction']
+    """
     if "time" not in summary.dims:
         raise InputError("the summary has no time dim: time series need a 4D analysis")
     keys = [("bubble_volume_fraction", "R_bv (negative)"), ("n_bubbles_cell", "bubbles"),
@@ -106,7 +190,28 @@ def time_series(summary):
 
 
 def tracks_plot(bubbles, *, max_tracks: int = 200):
-    """Trajectories (centroid x vs y, coloured by track) of the longest tracks."""
+    """Trajectories (centroid x vs y, coloured by track) of the longest tracks.
+
+    Parameters
+    ----------
+    bubbles : xarray.Dataset
+        The bubble table of a 4D analysis: ``track``, ``time`` and ``centroid``
+        (bubble, 3) in micrometres.
+    max_tracks : int
+        Draw at most this many tracks (the longest).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> table = xr.Dataset({"track": ("bubble", [1, 1, 2]), "time": ("bubble", [0, 1, 1]),
+    ...                     "centroid": (("bubble", "axis"), [[0, 1, 2], [0, 2, 3], [0, 5, 5]])})
+    >>> tracks_plot(table).axes[0].get_title()
+    'bubble tracks (2 longest)'
+    """
     if "track" not in bubbles:
         raise InputError("the bubble table has no track ids: tracks need a 4D analysis")
     fig, ax = _figure(figsize=(6, 6))
@@ -125,7 +230,24 @@ def tracks_plot(bubbles, *, max_tracks: int = 200):
 
 
 def save(fig, path) -> None:
-    """Write a figure as PNG and close it."""
+    """Write a figure as PNG and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        Any figure of this module.
+    path : path
+        Output ``.png`` file (written directly, not atomically).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xarray as xr
+    >>> fig = histograms(xr.Dataset({"sphericity": ("bubble", [0.9, 0.8])}))
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "hist.png"
+    >>> save(fig, path)
+    >>> path.read_bytes()[:4]
+    b'\\x89PNG'
+    """
     import matplotlib.pyplot as plt
 
     fig.savefig(path, dpi=110)

@@ -60,6 +60,44 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
 
     Figures whose variables are missing are skipped with a note in the report; 3D scenes
     need the class store recorded in the results' provenance and ``bubble_labels.zarr``.
+    The page is written atomically, its images embedded (base64), the bubble table sortable.
+
+    Parameters
+    ----------
+    results : path
+        A ``results.zarr`` written by :func:`redoxflow.analyze` (``out=``) or
+        :func:`redoxflow.analysis.write_results`.
+    out : path, optional
+        The HTML file (default: ``report.html`` beside ``results``).
+    render_3d : bool
+        Add pyvista renders of the cell, the bubbles by sphericity and the blocking bubbles.
+    orbit_frames : int
+        Also add an orbit GIF of the cell with this many frames (0: none).
+    progress : bool
+        Not used (no step of the report reports progress).
+
+    Returns
+    -------
+    pathlib.Path
+        The HTML file.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xarray as xr
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> tree = xr.DataTree.from_dict({"summary": xr.Dataset({"n_bubbles": 0})})
+    >>> _ = tree.to_zarr(folder / "results.zarr", consolidated=False)
+    >>> page = report(folder / "results.zarr", render_3d=False)
+    >>> page.name, "No bubbles were kept" in page.read_text()
+    ('report.html', True)
+
+    A real analysis, with its 3D scenes (needs pyvista and an off-screen OpenGL):
+
+    >>> import numpy as np, redoxflow as rf
+    >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
+    >>> _ = rf.analyze(v, negative_side="high", out=folder, overwrite=True)  # doctest: +SKIP
+    >>> report(folder / "results.zarr")  # doctest: +SKIP
+    PosixPath('.../report.html')
     """
     import xarray as xr
 

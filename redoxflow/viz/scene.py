@@ -31,7 +31,31 @@ def render_volume(source: Any, *, max_voxels: int = MAX_RENDER_VOXELS):
     """(numpy volume, spacing, note) at the finest level with at most ``max_voxels`` voxels.
 
     Stores use their pyramid; arrays are subsampled by powers of two (nearest neighbour), so
-    memory stays bounded for any input size. ``note`` says which level is shown.
+    memory stays bounded for any input size. ``note`` says which level is shown. A 4D
+    series shows its last time step. Needs no pyvista.
+
+    Parameters
+    ----------
+    source : store path, numpy, dask or xarray array, shape (z, y, x) or (t, z, y, x)
+        What to render.
+    max_voxels : int
+        At most this many voxels are read.
+
+    Returns
+    -------
+    volume : ndarray, shape (z', y', x')
+        The (subsampled) volume in memory.
+    spacing : (float, float, float)
+        Its voxel size (z, y, x) in micrometres.
+    note : str
+        Which level or subsampling is shown, and its shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vol, spacing, note = render_volume(np.zeros((64, 64, 64), np.uint8), max_voxels=32**3)
+    >>> vol.shape, spacing, note
+    ((32, 32, 32), (2.0, 2.0, 2.0), 'subsampled x2 (32x32x32 voxels)')
     """
     if isinstance(source, (str, os.PathLike)):
         top = open_volume(source)
@@ -67,7 +91,34 @@ def _grid(volume: np.ndarray, spacing: Sequence[float]):
 
 
 def surface(mask: np.ndarray, spacing: Sequence[float], *, decimate: float = 0.0):
-    """Closed iso-surface (0.5) of a boolean mask, optionally decimated (fraction removed)."""
+    """Closed iso-surface (0.5) of a boolean mask, optionally decimated (fraction removed).
+
+    The mask is padded by one voxel so surfaces cut by the volume's faces are closed.
+
+    Parameters
+    ----------
+    mask : bool ndarray, shape (z, y, x)
+        The object(s) to mesh.
+    spacing : (z, y, x) float
+        Voxel size; the mesh is in physical coordinates with x, y, z = axes 2, 1, 0.
+    decimate : float
+        Fraction of triangles to remove (only for meshes above 1000 cells).
+
+    Returns
+    -------
+    pyvista.PolyData
+        Empty (no points) for an empty mask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cube = np.zeros((8, 8, 8), bool); cube[2:6, 2:6, 2:6] = True
+    >>> mesh = surface(cube, (1.0, 1.0, 1.0))
+    >>> mesh.n_points > 0, tuple(float(b) for b in mesh.bounds)
+    (True, (1.5, 5.5, 1.5, 5.5, 1.5, 5.5))
+    >>> surface(np.zeros((4, 4, 4), bool), (1.0, 1.0, 1.0)).n_points
+    0
+    """
     pv = _pyvista()
     if not mask.any():
         return pv.PolyData()
@@ -93,7 +144,32 @@ def _plotter(size, title: str):
 def scene_cell(classes: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS,
                decimate: float = 0.5):
     """The segmented cell: bubbles red, membrane blue, gaskets green, electrolyte faint yellow
-    (the reference's palette), inside a yellow outline of the field of view."""
+    (the reference's palette), inside a yellow outline of the field of view.
+
+    Parameters
+    ----------
+    classes : store path, numpy, dask or xarray array, shape (z, y, x)
+        Class volume (0 electrolyte, 1 bubble, 2 membrane, 3 gasket).
+    size : (int, int)
+        Window size in pixels.
+    max_voxels : int
+        Render at most this many voxels (see :func:`render_volume`).
+    decimate : float
+        Fraction of each surface's triangles to remove.
+
+    Returns
+    -------
+    pyvista.Plotter
+        Off-screen; pass it to :func:`screenshot` or :func:`orbit`.
+
+    Examples
+    --------
+    >>> import redoxflow as rf
+    >>> phantom = rf.make_phantom((16, 32, 32))
+    >>> image = screenshot(scene_cell(phantom.classes, size=(400, 400)))  # doctest: +SKIP
+    >>> image.shape  # doctest: +SKIP
+    (400, 400, 3)
+    """
     vol, sp, note = render_volume(classes, max_voxels=max_voxels)
     pl = _plotter(size, f"segmented cell - {note}")
     for cid, name, opacity in ((0, "electrolyte", 0.04), (3, "gasket", 0.35),
@@ -124,7 +200,42 @@ def _point_labels(mesh, labels: np.ndarray, spacing) -> np.ndarray:
 def scene_property(labels: Any, bubbles, prop: str, *, size=(800, 800), cmap: str = "viridis",
                    log: bool = False, max_voxels: int = MAX_RENDER_VOXELS,
                    classes: Any = None):
-    """Bubbles coloured by a per-bubble property, with a colour bar (membrane in grey)."""
+    """Bubbles coloured by a per-bubble property, with a colour bar (membrane in grey).
+
+    Parameters
+    ----------
+    labels : store path, numpy, dask or xarray array, shape (z, y, x)
+        Bubble labels whose ids are those of ``bubbles``.
+    bubbles : xarray.Dataset
+        The bubble table (dim ``bubble``); bubbles not in it are drawn grey.
+    prop : str
+        A numeric variable of the table (``"sphericity"``, ``"volume"``...).
+    size : (int, int)
+        Window size in pixels.
+    cmap : str
+        Colour map.
+    log : bool
+        Colour by log10 of the property.
+    max_voxels : int
+        Render at most this many voxels (see :func:`render_volume`).
+    classes : optional
+        Class volume whose membrane is drawn in grey.
+
+    Returns
+    -------
+    pyvista.Plotter
+
+    Examples
+    --------
+    >>> import redoxflow as rf
+    >>> phantom = rf.make_phantom((16, 32, 32))
+    >>> labels, n = rf.label(phantom.classes == 1)  # doctest: +SKIP
+    >>> table = rf.regionprops(labels)  # doctest: +SKIP
+    >>> plotter = scene_property(labels, table, "volume", log=True,
+    ...                          classes=phantom.classes)  # doctest: +SKIP
+    >>> screenshot(plotter).shape  # doctest: +SKIP
+    (800, 800, 3)
+    """
     valid = [k for k, v in bubbles.data_vars.items() if v.dims == ("bubble",)
              and np.issubdtype(v.dtype, np.number)]
     if prop not in valid:
@@ -154,7 +265,34 @@ def scene_property(labels: Any, bubbles, prop: str, *, size=(800, 800), cmap: st
 
 def scene_blockage(classes: Any, labels: Any, blocking_ids: Sequence[int], *, size=(800, 800),
                    max_voxels: int = MAX_RENDER_VOXELS):
-    """The membrane (blue) with the bubbles that block it (red); other bubbles hidden."""
+    """The membrane (blue) with the bubbles that block it (red); other bubbles hidden.
+
+    Parameters
+    ----------
+    classes : store path, numpy, dask or xarray array, shape (z, y, x)
+        Class volume (the membrane is class 2).
+    labels : store path, numpy, dask or xarray array, shape (z, y, x)
+        Bubble labels.
+    blocking_ids : sequence of int
+        The labels to draw (e.g. ``tree["blockage/contact_bubble"]`` of an analysis).
+    size : (int, int)
+        Window size in pixels.
+    max_voxels : int
+        Render at most this many voxels (see :func:`render_volume`).
+
+    Returns
+    -------
+    pyvista.Plotter
+        Viewed from the membrane's normal.
+
+    Examples
+    --------
+    >>> import redoxflow as rf
+    >>> phantom = rf.make_phantom((16, 32, 32))
+    >>> plotter = scene_blockage(phantom.classes, phantom.instances, [1, 2])  # doctest: +SKIP
+    >>> screenshot(plotter).shape  # doctest: +SKIP
+    (800, 800, 3)
+    """
     cvol, csp, note = render_volume(classes, max_voxels=max_voxels)
     lvol, lsp, _ = render_volume(labels, max_voxels=max_voxels)
     pl = _plotter(size, f"membrane-blocking bubbles ({len(blocking_ids)}) - {note}")
@@ -169,7 +307,30 @@ def scene_blockage(classes: Any, labels: Any, blocking_ids: Sequence[int], *, si
 
 
 def scene_halfcells(halfcells: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS):
-    """Negative (orange) and positive (purple) half-cells around the membrane band (blue)."""
+    """Negative (orange) and positive (purple) half-cells around the membrane band (blue).
+
+    Parameters
+    ----------
+    halfcells : store path, numpy, dask or xarray array, shape (z, y, x)
+        Half-cell codes (1 negative, 2 membrane band, 3 positive), as
+        :func:`redoxflow.analysis.halfcell_map` gives.
+    size : (int, int)
+        Window size in pixels.
+    max_voxels : int
+        Render at most this many voxels (see :func:`render_volume`).
+
+    Returns
+    -------
+    pyvista.Plotter
+
+    Examples
+    --------
+    >>> import redoxflow as rf
+    >>> phantom = rf.make_phantom((16, 32, 32))
+    >>> codes = rf.analysis.halfcell_map(phantom.classes, negative_side="high")
+    >>> screenshot(scene_halfcells(codes)).shape  # doctest: +SKIP
+    (800, 800, 3)
+    """
     vol, sp, note = render_volume(halfcells, max_voxels=max_voxels)
     pl = _plotter(size, f"half-cells - {note}")
     for code, name, colour in ((1, "negative", HALF_COLOURS[1]), (2, "membrane", PALETTE["membrane"]),
@@ -183,7 +344,29 @@ def scene_halfcells(halfcells: Any, *, size=(800, 800), max_voxels: int = MAX_RE
 
 
 def screenshot(plotter, path: str | os.PathLike | None = None) -> np.ndarray:
-    """Render the scene; write a PNG when ``path`` is given; returns the (h, w, 3) image."""
+    """Render the scene; write a PNG when ``path`` is given; returns the (h, w, 3) image.
+
+    The plotter is closed afterwards.
+
+    Parameters
+    ----------
+    plotter : pyvista.Plotter
+        A scene of this module.
+    path : path, optional
+        PNG file to write.
+
+    Returns
+    -------
+    uint8 ndarray, shape (h, w, 3)
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, redoxflow as rf
+    >>> phantom = rf.make_phantom((16, 32, 32))
+    >>> png = pathlib.Path(tempfile.mkdtemp()) / "cell.png"
+    >>> screenshot(scene_cell(phantom.classes, size=(400, 300)), png).shape  # doctest: +SKIP
+    (300, 400, 3)
+    """
     img = plotter.screenshot(str(path) if path else None, return_img=True)
     plotter.close()
     return img
@@ -191,7 +374,37 @@ def screenshot(plotter, path: str | os.PathLike | None = None) -> np.ndarray:
 
 def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float = 3.0,
           elevation: float = 20.0) -> Path:
-    """Write an orbit animation of a scene (GIF, or MP4 with imageio-ffmpeg)."""
+    """Write an orbit animation of a scene (GIF, or MP4 with imageio-ffmpeg).
+
+    The camera is raised by ``elevation`` and turned once around; the plotter is closed
+    afterwards and the file written atomically.
+
+    Parameters
+    ----------
+    plotter : pyvista.Plotter
+        A scene of this module.
+    path : path
+        ``.gif`` or ``.mp4`` file.
+    frames : int
+        Frames per turn (at least 2).
+    duration : float
+        Seconds per turn.
+    elevation : float
+        Camera elevation in degrees.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, redoxflow as rf
+    >>> phantom = rf.make_phantom((16, 32, 32))
+    >>> gif = pathlib.Path(tempfile.mkdtemp()) / "cell.gif"
+    >>> orbit(scene_cell(phantom.classes, size=(200, 200)), gif, frames=4).name  # doctest: +SKIP
+    'cell.gif'
+    """
     import imageio.v3 as iio
 
     if frames < 2:
