@@ -373,9 +373,8 @@ def _choice(value: Any, annotation: Any, key: str) -> Any:
     """A ``Literal`` field: numbers from the environment arrive as strings."""
     allowed = typing.get_args(annotation)
     if isinstance(value, str) and value not in allowed:
-        for a in allowed:
-            if isinstance(a, int) and value.strip() == str(a):
-                value = a
+        value = next((a for a in allowed if isinstance(a, int) and value.strip() == str(a)),
+                     value)
     return check_choice(value, annotation, key)
 
 

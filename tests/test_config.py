@@ -43,3 +43,13 @@ def test_bad_config(tmp_path):
     unsafe.write_text("cluster: !!python/object/apply:os.system ['echo hi']\n")
     with pytest.raises(InputError):
         load_config(unsafe)
+
+
+def test_literal_options_are_validated_at_load():
+    for value, expected in (("6", 6), ("18", 18), ("26", 26)):
+        cfg = load_config(None, environ={"REDOXFLOW_LABEL__CONNECTIVITY": value})
+        assert cfg.label.connectivity == expected
+    with pytest.raises(InputError, match="label.backend='gpu' is not allowed"):
+        load_config(None, {"label.backend": "gpu"}, environ={})
+    with pytest.raises(InputError, match="analyze.negative_side"):
+        load_config(None, {"analyze.negative_side": "left"}, environ={})

@@ -3,7 +3,7 @@
 The squared distance to the nearest feature voxel is separable (Saito-Toriwaki; Felzenszwalb
 and Huttenlocher 2012): a binary 1D pass along z gives each voxel its distance to the nearest
 feature in its column; passes along y and then x take, per line, the lower envelope of the
-parabolas ``s^2 (q - p)^2 + f(p)``. The z pass needs only two small maps per block from the
+parabolas ``s^2 (q - p)^2 + f(p)``, one plane at a time. The z pass needs only two small maps per block from the
 blocks above and below (:func:`column_extents`), so the whole transform streams in slabs of
 whole (y, x) planes. The envelope is compiled with numba: neither scipy nor ``edt`` exposes
 the 1D parabolic pass over arbitrary input values, which the chunked z pass needs.
@@ -47,50 +47,6 @@ def column_extents(mask: np.ndarray, z0: int) -> tuple[np.ndarray, np.ndarray]:
     last = np.where(any_, z0 + mask.shape[0] - 1 - mask[::-1].argmax(axis=0),
                     NONE_BELOW).astype(np.int32)
     return first, last
-
-
-def z_pass(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
-           sz: float) -> np.ndarray:
-    """Squared distance along z to the nearest feature voxel of the same column.
-
-    Parameters
-    ----------
-    mask : bool ndarray, shape (bz, y, x)
-        Feature voxels of a slab of whole planes starting at global plane ``z0``.
-    below, above : int32 ndarray, shape (y, x)
-        Global z of the nearest feature voxel before the slab / after it, per column
-        (``NONE_BELOW`` / ``NONE_ABOVE`` where there is none).
-    sz : float
-        Voxel size along z.
-
-    Returns
-    -------
-    float64 ndarray, shape (bz, y, x)
-        ``inf`` in columns without any feature voxel.
-
-    Examples
-    --------
-    >>> m = np.zeros((5, 1, 1), bool); m[1] = True
-    >>> none = np.full((1, 1), NONE_BELOW, np.int32)
-    >>> z_pass(m, 0, none, np.full((1, 1), NONE_ABOVE, np.int32), 2.0).ravel().tolist()
-    [4.0, 0.0, 4.0, 16.0, 36.0]
-    """
-    bz = mask.shape[0]
-    prev = np.empty((bz, *mask.shape[1:]), np.int64)
-    last = below.astype(np.int64)
-    for k in range(bz):
-        last = np.where(mask[k], z0 + k, last)
-        prev[k] = last
-    nxt = above.astype(np.int64)
-    out = np.empty(mask.shape, np.float64)
-    for k in range(bz - 1, -1, -1):
-        nxt = np.where(mask[k], z0 + k, nxt)
-        z = z0 + k
-        gap = np.minimum(z - prev[k], nxt - z)
-        plane = (gap * sz) ** 2
-        plane[gap >= NONE_ABOVE // 2] = np.inf
-        out[k] = plane
-    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -139,50 +95,60 @@ def _envelope(f, w, out, v, zb):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _lines_last_axis(a, w):  # pragma: no cover - compiled
-    """Apply the envelope along the last axis of a C-contiguous 2D array, in place."""
-    n = a.shape[1]
-    line = np.empty(n, np.float64)
-    v = np.empty(n, np.int64)
-    zb = np.empty(n + 1, np.float64)
-    for i in range(a.shape[0]):
-        for q in range(n):
-            line[q] = a[i, q]
-        _envelope(line, w, a[i], v, zb)
-
-
-def parabolic_pass(f: np.ndarray, axis: int, spacing: float) -> np.ndarray:
-    """One separable pass: ``out[.., q, ..] = min_p spacing^2 (q - p)^2 + f[.., p, ..]``.
-
-    Parameters
-    ----------
-    f : float64 ndarray
-        Squared distances of the previous passes (``inf`` = no feature yet).
-    axis : int
-        The axis of the lines.
-    spacing : float
-        Voxel size along ``axis``.
-
-    Returns
-    -------
-    float64 ndarray, same shape
-
-    Examples
-    --------
-    >>> f = np.array([[np.inf, 0.0, np.inf, np.inf, 9.0]])
-    >>> parabolic_pass(f, 1, 1.0).tolist()
-    [[1.0, 0.0, 1.0, 4.0, 9.0]]
-    """
-    moved = np.ascontiguousarray(np.moveaxis(f, axis, -1), dtype=np.float64)
-    flat = moved.reshape(-1, moved.shape[-1])
-    _lines_last_axis(flat, float(spacing) ** 2)
-    return np.moveaxis(flat.reshape(moved.shape), -1, axis)
+def _slab(mask, z0, below, above, sz, sy, sx, out):  # pragma: no cover - compiled
+    """The three passes over a slab, one plane at a time (see :func:`slab_sqdist`)."""
+    bz, ny, nx = mask.shape
+    nxt = np.empty((bz, ny, nx), np.int32)  # global z of the next feature at or after z
+    for y in range(ny):
+        for x in range(nx):
+            nxt[bz - 1, y, x] = z0 + bz - 1 if mask[bz - 1, y, x] else above[y, x]
+    for k in range(bz - 2, -1, -1):
+        for y in range(ny):
+            for x in range(nx):
+                nxt[k, y, x] = z0 + k if mask[k, y, x] else nxt[k + 1, y, x]
+    prev = below.copy()
+    column = np.empty((nx, ny), np.float64)  # the plane, transposed: y lines contiguous
+    line = np.empty(max(nx, ny), np.float64)
+    v = np.empty(max(nx, ny), np.int64)
+    zb = np.empty(max(nx, ny) + 1, np.float64)
+    wz, wy, wx = sz * sz, sy * sy, sx * sx
+    for k in range(bz):
+        z = z0 + k
+        for y in range(ny):
+            for x in range(nx):
+                if mask[k, y, x]:
+                    prev[y, x] = z
+                gap = min(z - prev[y, x], nxt[k, y, x] - z)
+                column[x, y] = np.inf if gap >= NONE_ABOVE // 2 else wz * gap * gap
+        for x in range(nx):
+            for y in range(ny):
+                line[y] = column[x, y]
+            _envelope(line[:ny], wy, column[x], v, zb)
+        for y in range(ny):
+            for x in range(nx):
+                line[x] = column[x, y]
+            _envelope(line[:nx], wx, out[k, y], v, zb)
 
 
 def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
                 spacing: Sequence[float]) -> np.ndarray:
     """Exact squared Euclidean distance to the nearest feature voxel, for a slab of whole
     planes, given the columns' nearest feature before and after the slab.
+
+    Parameters
+    ----------
+    mask : bool ndarray, shape (bz, y, x)
+        Feature voxels of a slab of whole planes starting at global plane ``z0``.
+    below, above : int32 ndarray, shape (y, x)
+        Global z of the nearest feature voxel before / after the slab, per column
+        (``NONE_BELOW`` / ``NONE_ABOVE`` where there is none).
+    spacing : (z, y, x) float
+        Voxel size.
+
+    Returns
+    -------
+    float64 ndarray, shape (bz, y, x)
+        ``inf`` everywhere when there is no feature voxel at all.
 
     Examples
     --------
@@ -196,6 +162,8 @@ def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
     >>> bool(np.allclose(got, ref))
     True
     """
-    f = z_pass(mask, z0, below, above, spacing[0])
-    f = parabolic_pass(f, 1, spacing[1])
-    return parabolic_pass(f, 2, spacing[2])
+    out = np.empty(mask.shape, np.float64)
+    _slab(np.ascontiguousarray(mask, dtype=np.bool_), int(z0),
+          np.ascontiguousarray(below, np.int32), np.ascontiguousarray(above, np.int32),
+          float(spacing[0]), float(spacing[1]), float(spacing[2]), out)
+    return out
