@@ -98,11 +98,11 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     half = _halves(table, maps, negative_side, compat, has_membrane)
     side_lut = np.zeros(n_components + 1, np.uint8)
     side_lut[table["bubble"].values.astype(np.int64)] = half
-    walls = wall_contacts({"membrane": lazy["membrane"], "gasket": lazy["gasket"]}, labels,
-                          side_lut, spacing)
+    wall_masks = {"membrane": lazy["membrane"], "gasket": lazy["gasket"]}
+    walls = wall_contacts(wall_masks, labels, side_lut, spacing)
     phase("walls")
     table["half"] = ("bubble", half, flags(HALF_NAMES))
-    table = add_wall_columns(table, walls, labels, spacing, arr.shape, compat)
+    table = add_wall_columns(table, walls, wall_masks, labels, spacing, arr.shape, compat)
     phase("distances")
     n_all = table.sizes["bubble"]
     table = filter_table(table, compat, acfg)

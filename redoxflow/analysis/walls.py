@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .blockage import block_contacts
-from .proximity import block_surface_distances, boundary_points, reduce_min
+from ..distance import min_distance_per_label
+from .proximity import boundary_points
 
 WALLS = ["membrane", "gasket", "z-", "z+", "y-", "y+", "x-", "x+"]
 UTILE_WALLS = ["top", "bottom", "left", "right", "front", "back", "membrane"]
@@ -156,16 +157,27 @@ def _reduce_contacts(parts, starts, shape):
             "ids": uniq, "area": area}
 
 
-def _surface_distances(labels, trees, spacing):
-    import dask
+def bounded_query(tree, points: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Nearest-neighbour distances of ``points``, each known to be at most ``bounds``.
 
-    starts = _origins(labels.chunks)
-    blocks = labels.to_delayed()
-    shared = dask.delayed(list(trees))
-    tasks = [dask.delayed(block_surface_distances)(
-        blocks[idx], [starts[a][idx[a]] for a in range(3)], shared, spacing)
-        for idx in np.ndindex(*labels.numblocks)]
-    return reduce_min(dask.compute(tasks)[0])
+    A bound lets the KD-tree skip every node farther away (cKDTree is slow on unbounded
+    queries far from thin slabs of points); queries are grouped by bound within 25 %.
+
+    Examples
+    --------
+    >>> from scipy.spatial import cKDTree
+    >>> tree = cKDTree([[0.0, 0.0, 0.0], [0.0, 0.0, 10.0]])
+    >>> bounded_query(tree, np.array([[0.0, 0.0, 3.0], [0, 0, 9]]), np.array([4.0, 2])).tolist()
+    [3.0, 1.0]
+    """
+    out = np.full(len(points), np.inf)
+    finite = np.isfinite(bounds)
+    out[~finite] = tree.query(points[~finite])[0] if (~finite).any() else out[~finite]
+    group = np.floor(np.log(np.maximum(bounds, 1e-12)) / np.log(1.25))
+    for g in np.unique(group[finite]):
+        sel = np.flatnonzero(finite & (group == g))
+        out[sel] = tree.query(points[sel], distance_upper_bound=float(bounds[sel].max()))[0]
+    return out
 
 
 def utile_proximity(ds, shape, tree):
@@ -205,7 +217,7 @@ def utile_proximity(ds, shape, tree):
     return dist.min(axis=1), dist.argmin(axis=1)
 
 
-def default_proximity(ds, labels, trees, spacing, shape):
+def default_proximity(ds, labels, masks, trees, spacing, shape):
     """Surface (voxel-centre) and centroid distances to membrane, gasket and the FOV faces.
 
     Parameters
@@ -214,8 +226,11 @@ def default_proximity(ds, labels, trees, spacing, shape):
         The bubble table: ``bubble``, ``bbox_min``, ``bbox_max``, ``centroid``.
     labels : dask.array.Array, shape (z, y, x)
         Bubble labels.
+    masks : (membrane, gasket) of lazy bool masks or None
+        The walls' voxels (None: absent); their exact distance transforms give the surface
+        distances (:func:`redoxflow.distance.min_distance_per_label`).
     trees : (membrane, gasket) of scipy.spatial.cKDTree or None
-        The walls' boundary voxels in physical coordinates (None: absent).
+        The walls' boundary voxels in physical coordinates, for the centroid distances.
     spacing : (z, y, x) float
         Voxel size.
     shape : (z, y, x) int
@@ -239,8 +254,9 @@ def default_proximity(ds, labels, trees, spacing, shape):
     ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
     >>> import redoxflow as rf
     >>> table = rf.regionprops(labels, spacing=1.0)
-    >>> surface, centroid = default_proximity(table, labels, (walls["membrane"][1], None),
-    ...                                       (1.0, 1.0, 1.0), (4, 6, 8))
+    >>> surface, centroid = default_proximity(
+    ...     table, labels, (da.from_array(membrane), None), (walls["membrane"][1], None),
+    ...     (1.0, 1.0, 1.0), (4, 6, 8))
     >>> surface.tolist()
     [[1.0, nan, 2.0, 2.0, 3.0, 3.0, 6.0, 2.0]]
     """
@@ -250,21 +266,29 @@ def default_proximity(ds, labels, trees, spacing, shape):
     fov = np.stack([(lo[:, 0] + 1) * s[0], (shape[0] - hi[:, 0]) * s[0],
                     (lo[:, 1] + 1) * s[1], (shape[1] - hi[:, 1]) * s[1],
                     (lo[:, 2] + 1) * s[2], (shape[2] - hi[:, 2]) * s[2]], axis=1)
-    sid, sdist = _surface_distances(labels, trees, spacing)
-    walls = np.stack([lookup(ids, sid, sdist[:, j] if len(sid) else [], np.inf)
-                      for j in range(2)], axis=1)
+    present = [j for j, m in enumerate(masks) if m is not None]
+    cen_voxel = np.clip(np.rint(ds["centroid_voxel"].values).astype(np.int64), 0,
+                        np.asarray(shape) - 1)
+    sid, sdist, at = min_distance_per_label(labels, [masks[j] for j in present],
+                                            spacing=spacing, points=cen_voxel)
+    walls = np.full((len(ids), 2), np.inf)
+    for k, j in enumerate(present):
+        walls[:, j] = lookup(ids, sid, sdist[:, k], np.inf)
     surface = np.concatenate([walls, fov], axis=1)
+    # centroid distances from the walls' boundary voxels; the distance transform at the
+    # centroid's voxel bounds the search (|d(c) - d(voxel)| <= half a voxel diagonal)
     cen = ds["centroid"].values
+    slack = 0.5 * float(np.linalg.norm(s)) * (1 + 1e-9) + 1e-9
     centroid = np.full((len(ids), 2), np.inf)
-    for j, tree in enumerate(trees):
-        if tree is not None and len(ids):
-            centroid[:, j] = tree.query(cen)[0]
+    for k, j in enumerate(present):
+        if trees[j] is not None and len(ids):
+            centroid[:, j] = bounded_query(trees[j], cen, at[:, k] + slack)
     surface[~np.isfinite(surface)] = np.nan
     centroid[~np.isfinite(centroid)] = np.nan
     return surface, centroid
 
 
-def add_wall_columns(table, walls, labels, spacing, shape, compat):
+def add_wall_columns(table, walls, masks, labels, spacing, shape, compat):
     """Contact and distance columns of the bubble table, from :func:`wall_contacts`.
 
     Parameters
@@ -273,6 +297,8 @@ def add_wall_columns(table, walls, labels, spacing, shape, compat):
         The bubble table of :func:`redoxflow.regionprops`.
     walls : dict
         What :func:`wall_contacts` returns for ``membrane`` and ``gasket``.
+    masks : dict
+        The lazy wall masks (``membrane``, ``gasket``; None when absent).
     labels : dask.array.Array, shape (z, y, x)
         Bubble labels.
     spacing : (z, y, x) float
@@ -300,7 +326,8 @@ def add_wall_columns(table, walls, labels, spacing, shape, compat):
     ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
     >>> import redoxflow as rf
     >>> table = rf.regionprops(labels, spacing=1.0)
-    >>> table = add_wall_columns(table, walls, labels, (1.0, 1.0, 1.0), (4, 6, 8), None)
+    >>> masks = {"membrane": da.from_array(membrane), "gasket": None}
+    >>> table = add_wall_columns(table, walls, masks, labels, (1.0, 1.0, 1.0), (4, 6, 8), None)
     >>> table["membrane_contact_area"].values.tolist(), WALLS[int(table["nearest_wall"][0])]
     ([4.0], 'membrane')
     """
@@ -319,7 +346,8 @@ def add_wall_columns(table, walls, labels, spacing, shape, compat):
                                                       "definition": "from the centroid"})
         table["closest_wall"] = ("bubble", which.astype(np.int8), flags(UTILE_WALLS))
         return table
-    surface, centroid = default_proximity(table, labels, (mem_tree, gas_tree), spacing, shape)
+    surface, centroid = default_proximity(table, labels, (masks["membrane"], masks["gasket"]),
+                                          (mem_tree, gas_tree), spacing, shape)
     um = {"units": "micrometer"}
     table = table.assign_coords(wall=WALLS)
     table["wall_distance"] = (("bubble", "wall"), surface,

@@ -210,6 +210,34 @@ def test_wall_distances_of_a_ball_near_the_membrane():
     assert np.isnan(b["wall_distance"][0, walls.index("gasket")])
 
 
+@pytest.mark.parametrize("chunks", [(48, 80, 80), (13, 27, 35)])
+def test_wall_distances_equal_brute_force(phantom, chunks, tmp_path):
+    """Surface distances = min over the bubble's voxels of scipy's EDT of the wall; centroid
+    distances = nearest wall voxel centre; anisotropic, chunkings that do not divide."""
+    import dask.array as da
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    spacing = (3.0, 1.0, 0.7)
+    cfg = rf.load_config(overrides={"analyze.min_volume_voxels": 1}, environ={})
+    tree = rf.analyze(da.from_array(phantom.classes, chunks=chunks), spacing=spacing,
+                      negative_side="high", config=cfg, out=tmp_path)
+    b = tree["bubbles"].to_dataset()
+    labels = rf.open_volume(tmp_path / "bubble_labels.zarr").values
+    ids = b["bubble"].values.astype(np.int64)
+    assert len(ids) > 3
+    walls = list(b["wall"].values)
+    for name, cls in (("membrane", 2), ("gasket", 3)):
+        wall = phantom.classes == cls
+        field = ndimage.distance_transform_edt(~wall, sampling=spacing)
+        expected = ndimage.minimum(field, labels, index=ids)
+        np.testing.assert_allclose(b["wall_distance"].values[:, walls.index(name)], expected,
+                                   rtol=1e-12)
+        kd = cKDTree(np.argwhere(wall) * np.asarray(spacing))
+        np.testing.assert_allclose(b[f"distance_{name}_centroid"].values,
+                                   kd.query(b["centroid"].values)[0], rtol=1e-12)
+
+
 # --- bad input and edge cases ----------------------------------------------------------------
 
 def test_no_membrane_in_default_mode_warns_and_gives_nan():
