@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blockage import block_contacts
 from ..distance import min_distance_per_label
+from .blockage import block_contacts
 from .proximity import boundary_points
 
 WALLS = ["membrane", "gasket", "z-", "z+", "y-", "y+", "x-", "x+"]
