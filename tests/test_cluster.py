@@ -47,9 +47,9 @@ def test_pbs_job_script_without_scheduler():
 
 @pytest.mark.parametrize("name", ["demo", "laptop", "hpc-slurm", "gpu", "utile-compat"])
 def test_every_shipped_config_loads(name):
-    from redoxflow.config import load_config
-
     import yaml
+
+    from redoxflow.config import load_config
 
     path = ROOT / "configs" / f"{name}.yaml"
     cfg = load_config(path, environ={})
