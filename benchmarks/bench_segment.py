@@ -9,8 +9,15 @@
    workers have imported torch and cached the model (a long run's steady state; worker
    start-up is a one-off cost). The ratio of their throughputs is the pipeline's efficiency
    (target: at least 0.9).
+3. Blending side by side (``segment_blending``): the same tiles of the built-in model through
+   (a) the old host blending (tiles stacked in numpy, probabilities copied to the host and
+   added there one batch at a time, as before issue 12), (b) :func:`predict_slices`, which
+   keeps tiling, Gaussian blending and the argmax on the model's device, and (c) a bare
+   per-tile loop (the same batches of tiles through the model and a softmax, nothing else:
+   the floor). On the CPU (b) must not be slower than (c) by more than noise; on a GPU the
+   same rows are measured there too.
 
-    python benchmarks/bench_segment.py [--slices 128] [--skip-archs]
+    python benchmarks/bench_segment.py [--slices 128] [--skip-archs] [--blending-only]
 """
 
 from __future__ import annotations
@@ -70,6 +77,121 @@ def bare_loop(image: np.ndarray, checkpoint) -> tuple[float, np.ndarray]:
     return time.perf_counter() - t0, out
 
 
+def host_blended(model, images: np.ndarray, *, tile: int, overlap: float = 0.25,
+                 batch_size: int = 8, device: str = "cpu") -> np.ndarray:
+    """The pre-issue-12 ``predict_slices``: tiles stacked and blended in numpy on the host."""
+    import torch
+
+    from redoxflow.segment.inference import gaussian_window, tile_starts
+
+    cuda = device.startswith("cuda")
+
+    def run(batch):
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(x)
+        return torch.softmax(logits.float(), 1)
+
+    n, _, H, W = images.shape
+    weight = gaussian_window(tile)
+    ys, xs = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
+    jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
+    norm = np.zeros((H, W), np.float32)
+    for y in ys:
+        for x in xs:
+            norm[y:y + tile, x:x + tile] += weight
+    acc = None
+    for b0 in range(0, len(jobs), batch_size):
+        batch = jobs[b0:b0 + batch_size]
+        probs = run(np.stack([images[i, :, y:y + tile, x:x + tile] for i, y, x in batch]))
+        probs = (probs * torch.from_numpy(weight).to(probs.device)).cpu().numpy()
+        if acc is None:
+            acc = np.zeros((probs.shape[1], n, H, W), np.float32)
+        for p, (i, y, x) in zip(probs, batch):
+            acc[:, i, y:y + tile, x:x + tile] += p
+    return acc / norm
+
+
+def bare_tile_loop(model, images: np.ndarray, *, tile: int, overlap: float = 0.25,
+                   batch_size: int = 8, device: str = "cpu") -> int:
+    """The floor: the same batches of tiles (cut on the device) through the model and a
+    softmax, with no blending and nothing copied back; returns the number of tiles."""
+    import torch
+
+    from redoxflow.segment.inference import tile_starts
+
+    cuda = device.startswith("cuda")
+    x = torch.from_numpy(images).to(device)
+    n, _, H, W = images.shape
+    jobs = [(i, y, xx) for y in tile_starts(H, tile, overlap)
+            for xx in tile_starts(W, tile, overlap) for i in range(n)]
+    with torch.inference_mode():
+        for b0 in range(0, len(jobs), batch_size):
+            batch = torch.stack([x[i, :, y:y + tile, xx:xx + tile]
+                                 for i, y, xx in jobs[b0:b0 + batch_size]])
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = model(batch)
+            torch.softmax(logits.float(), 1)
+        if cuda:
+            torch.cuda.synchronize()
+    return len(jobs)
+
+
+def blending_rows(slices: int, size: int, device: str, repeats: int = 3) -> list[dict]:
+    """Old host blending vs device blending vs the bare per-tile loop, best of ``repeats``."""
+    import torch
+
+    from redoxflow.segment import load_model, predict_slices
+    from redoxflow.segment.inference import choose_tile, normalize
+    from redoxflow.synthetic import make_phantom
+
+    model, spec = load_model("builtin")
+    model = model.to(device).to(memory_format=torch.channels_last)
+    image = make_phantom((max(16, slices), size, size), seed=7).image[:slices]
+    x = normalize(image, 0, 255)[:, None]
+    tile = choose_tile(x.shape[2:], spec, None)
+
+    runs = {"old: host blending (numpy)": lambda: host_blended(model, x, tile=tile,
+                                                                device=device),
+            "new: device blending (torch)": lambda: predict_slices(model, x, tile=tile,
+                                                                   device=device),
+            "bare per-tile loop (model + softmax only)": lambda: bare_tile_loop(
+                model, x, tile=tile, device=device)}
+    seconds = {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
+    results = {}
+    for fn in runs.values():
+        fn()  # warm-up: allocator, oneDNN/cuDNN kernels
+    for _ in range(repeats):  # interleaved, so drifting machine load hits every row alike
+        for name, fn in runs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            results[name] = fn()
+            seconds[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    old, new = results["old: host blending (numpy)"], results["new: device blending (torch)"]
+    if device == "cpu":  # the same arithmetic in the same order: the same classes
+        assert np.allclose(old, new, atol=1e-6), "blendings disagree"
+        assert np.array_equal(old.astype(np.float16).argmax(0),
+                              new.astype(np.float16).argmax(0)), "blendings give other classes"
+    else:  # bf16 autocast: kernels may pick other reduction orders between runs
+        assert np.allclose(old, new, atol=2e-2), "blendings disagree"
+    n_tiles = results["bare per-tile loop (model + softmax only)"]
+    bare = min(seconds["bare per-tile loop (model + softmax only)"])
+    rows = []
+    for name in runs:
+        best = min(seconds[name])
+        rows.append({"run": name, "device": device, "seconds": round(best, 3),
+                     "median_s": round(float(np.median(seconds[name])), 3),
+                     "cpu_s": round(min(cpu[name]), 3),
+                     "slices_per_s": round(slices / best, 2),
+                     "tiles_per_s": round(n_tiles / best, 1),
+                     "time_vs_bare": round(best / bare, 3)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def _import_torch() -> None:
     import segmentation_models_pytorch  # noqa: F401
     import torch  # noqa: F401
@@ -99,6 +221,10 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=128)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--skip-archs", action="store_true")
+    ap.add_argument("--blending-only", action="store_true",
+                    help="only the side-by-side blending section (3.)")
+    ap.add_argument("--blend-slices", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
     import torch
@@ -107,6 +233,17 @@ def main() -> None:
     from redoxflow.segment.models import builtin_checkpoint
 
     torch.set_num_threads(2)
+    blend = blending_rows(args.blend_slices, args.size, "cpu", args.repeats)
+    if torch.cuda.is_available():
+        blend += blending_rows(args.blend_slices * 4, args.size, "cuda", args.repeats)
+    report("segment_blending", blend, {
+        "volume": [args.blend_slices, args.size, args.size], "model": "builtin",
+        "torch_threads": torch.get_num_threads(), "batch_size": 8, "overlap": 0.25,
+        "repeats": args.repeats,
+        "note": "best (and median) wall time of interleaved repeats after one warm-up; cpu_s: "
+                "least process CPU time; time_vs_bare = seconds / seconds of the bare loop"})
+    if args.blending_only:
+        return
     rows = [] if args.skip_archs else arch_rows(args.size, "cpu")
     if torch.cuda.is_available() and not args.skip_archs:
         rows += arch_rows(args.size, "cuda")

@@ -7,7 +7,6 @@ numbers only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -17,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..common.atomic import atomic_file
 from ..errors import InputError, require
 
 FORMAT = "redoxflow-checkpoint"
@@ -26,6 +26,14 @@ BUILTIN = "phantom-small-unet.pt"
 
 def _smp():
     return require("segmentation_models_pytorch", "ml")
+
+
+def _nets():
+    """:mod:`.nets` defines torch modules, so it loads with torch (the ``ml`` extra)."""
+    require("torch", "ml")
+    from . import nets  # the one lazy import of ours: it is torch
+
+    return nets
 
 
 def _unet_resnext101(in_channels, classes, input_size, encoder="resnext101_32x8d"):
@@ -52,21 +60,15 @@ def _fpn(in_channels, classes, input_size, encoder="resnet34"):
 
 
 def _attention_unet(in_channels, classes, input_size, width=32, depth=4):
-    from .nets import UNet
-
-    return UNet(in_channels, classes, width, depth, attention=True)
+    return _nets().UNet(in_channels, classes, width, depth, attention=True)
 
 
 def _unet3plus(in_channels, classes, input_size, width=16, depth=4, deep_supervision=True):
-    from .nets import UNet3Plus
-
-    return UNet3Plus(in_channels, classes, width, depth, deep_supervision)
+    return _nets().UNet3Plus(in_channels, classes, width, depth, deep_supervision)
 
 
 def _small_unet(in_channels, classes, input_size, width=16, depth=3):
-    from .nets import UNet
-
-    return UNet(in_channels, classes, width, depth)
+    return _nets().UNet(in_channels, classes, width, depth)
 
 
 ARCHITECTURES: dict[str, tuple[Callable, str]] = {
@@ -117,6 +119,13 @@ class ModelSpec:
     training: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The spec as sorted JSON (what a checkpoint stores as ``metadata``).
+
+        Examples
+        --------
+        >>> ModelSpec("small-unet").to_json()[:31]
+        '{"architecture": "small-unet", '
+        """
         return json.dumps(asdict(self), sort_keys=True)
 
 
@@ -132,6 +141,17 @@ def build_model(architecture: str | ModelSpec, *, in_channels: int = 1, classes:
         Input channels, output classes and the nominal input size (Swin uses it).
     **options
         Builder options, e.g. ``width=`` for the U-Nets, ``encoder=`` for smp models.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = build_model("small-unet", in_channels=3, classes=2, width=4, depth=2).eval()
+    >>> net(torch.rand(1, 3, 32, 32)).shape
+    torch.Size([1, 2, 32, 32])
     """
     if isinstance(architecture, ModelSpec):
         spec = architecture
@@ -150,24 +170,48 @@ def build_model(architecture: str | ModelSpec, *, in_channels: int = 1, classes:
 
 
 def save_checkpoint(model, spec: ModelSpec, path: str | os.PathLike) -> Path:
-    """Write ``model``'s weights and ``spec`` to ``path`` atomically (temporary name, rename)."""
+    """Write ``model``'s weights and ``spec`` to ``path`` atomically (an existing file is
+    replaced only once the new one is complete).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> spec = ModelSpec("small-unet", options={"width": 4, "depth": 2})
+    >>> path = save_checkpoint(build_model(spec), spec,
+    ...                        pathlib.Path(tempfile.mkdtemp()) / "m.pt")
+    >>> read_checkpoint(path)[0] == spec
+    True
+    """
     torch = require("torch", "ml")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "metadata": spec.to_json(), "state_dict": state}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_file(path) as tmp:
+        torch.save({"format": FORMAT, "metadata": spec.to_json(), "state_dict": state}, tmp)
+    return Path(path)
 
 
 def builtin_checkpoint() -> Path:
-    """Path of the shipped model (small U-Net trained on synthetic phantoms)."""
+    """Path of the shipped model (small U-Net trained on synthetic phantoms).
+
+    Examples
+    --------
+    >>> builtin_checkpoint().name
+    'phantom-small-unet.pt'
+    """
     return Path(str(resources.files("redoxflow") / "data" / "models" / BUILTIN))
 
 
 def resolve_checkpoint(model: str | os.PathLike) -> Path:
-    """``"builtin"`` or a file path -> an existing checkpoint path (clear error otherwise)."""
+    """``"builtin"`` or a file path -> an existing checkpoint path (clear error otherwise).
+
+    Examples
+    --------
+    >>> resolve_checkpoint("builtin") == builtin_checkpoint()
+    True
+    >>> resolve_checkpoint("missing.pt")
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: checkpoint 'missing.pt' does not exist: pass 'builtin', 'classical' or the path of a file written by `redoxflow train`
+    """
     path = builtin_checkpoint() if str(model) == "builtin" else Path(model)
     if not path.is_file():
         raise InputError(f"checkpoint {str(path)!r} does not exist: pass 'builtin', "
@@ -176,7 +220,16 @@ def resolve_checkpoint(model: str | os.PathLike) -> Path:
 
 
 def read_checkpoint(data: bytes | str | os.PathLike) -> tuple[ModelSpec, dict]:
-    """Read a checkpoint (path or bytes) safely -> (spec, state_dict); clear errors otherwise."""
+    """Read a checkpoint (path or bytes) safely -> (spec, state_dict); clear errors otherwise.
+
+    Only tensors, strings and numbers are unpickled (``torch.load(weights_only=True)``).
+
+    Examples
+    --------
+    >>> spec, state = read_checkpoint(builtin_checkpoint())
+    >>> spec.architecture, spec.classes
+    ('small-unet', ['electrolyte', 'bubble', 'membrane', 'gasket'])
+    """
     torch = require("torch", "ml")
     name = "checkpoint bytes" if isinstance(data, bytes) else str(data)
     source = io.BytesIO(data) if isinstance(data, bytes) else resolve_checkpoint(data)
@@ -203,6 +256,12 @@ def load_model(data: bytes | str | os.PathLike, *, classes: int | None = None,
     """Load a checkpoint -> (model in eval mode on the CPU, spec).
 
     ``classes`` / ``in_channels``, when given, must match the checkpoint's.
+
+    Examples
+    --------
+    >>> model, spec = load_model("builtin", classes=4)
+    >>> model.training, spec.in_channels
+    (False, 1)
     """
     spec, state = read_checkpoint(data)
     check_request(spec, classes=classes, in_channels=in_channels)
@@ -217,15 +276,19 @@ def load_model(data: bytes | str | os.PathLike, *, classes: int | None = None,
 
 def check_request(spec: ModelSpec, *, classes: int | None = None,
                   in_channels: int | None = None) -> None:
-    """Raise a clear error when the checkpoint's classes or channels differ from the request."""
+    """Raise a clear error when the checkpoint's classes or channels differ from the request.
+
+    Examples
+    --------
+    >>> check_request(ModelSpec("small-unet"), classes=4)
+    >>> check_request(ModelSpec("small-unet"), classes=2)
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: checkpoint predicts 4 classes ['electrolyte', 'bubble', 'membrane', 'gasket'], but 2 were requested: use a matching checkpoint or retrain
+    """
     if classes is not None and classes != len(spec.classes):
         raise InputError(f"checkpoint predicts {len(spec.classes)} classes {spec.classes}, "
                          f"but {classes} were requested: use a matching checkpoint or retrain")
     if in_channels is not None and in_channels != spec.in_channels:
         raise InputError(f"checkpoint takes {spec.in_channels} input channel(s) (context "
                          f"{spec.context}), but {in_channels} were requested")
-
-
-def digest(data: bytes) -> str:
-    """Short content hash: the per-worker model cache key."""
-    return hashlib.blake2b(data, digest_size=12).hexdigest()

@@ -12,7 +12,13 @@ from torch import nn
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    """Two 3x3 convolutions with batch norm and ReLU."""
+    """Two 3x3 convolutions with batch norm and ReLU (same spatial size).
+
+    Examples
+    --------
+    >>> conv_block(3, 8)(torch.rand(1, 3, 16, 16)).shape
+    torch.Size([1, 8, 16, 16])
+    """
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
@@ -21,7 +27,14 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class AttentionGate(nn.Module):
-    """Additive attention (Oktay et al. 2018): weight a skip connection by the coarser signal."""
+    """Additive attention (Oktay et al. 2018): weight a skip connection by the coarser signal.
+
+    Examples
+    --------
+    >>> gate = AttentionGate(8, 8, 4)
+    >>> gate(torch.rand(1, 8, 16, 16), torch.rand(1, 8, 16, 16)).shape
+    torch.Size([1, 8, 16, 16])
+    """
 
     def __init__(self, c_skip: int, c_gate: int, c_mid: int):
         super().__init__()
@@ -38,6 +51,11 @@ class UNet(nn.Module):
 
     ``attention=True`` gates every skip connection with the upsampled decoder signal
     (Attention U-Net). Inputs must be divisible by ``2**depth``.
+
+    Examples
+    --------
+    >>> UNet(1, 4, width=4, depth=2)(torch.rand(2, 1, 32, 32)).shape
+    torch.Size([2, 4, 32, 32])
     """
 
     def __init__(self, in_channels: int = 1, classes: int = 4, width: int = 16, depth: int = 4,
@@ -73,6 +91,14 @@ class UNet3Plus(nn.Module):
     """U-Net 3+ (Huang et al. 2020): every decoder node sees all encoder and deeper decoder
     scales; with ``deep_supervision`` the training forward pass also returns one upsampled
     prediction per decoder scale (inference returns the finest only).
+
+    Examples
+    --------
+    >>> net = UNet3Plus(1, 3, width=4, depth=2)
+    >>> [o.shape[1:] for o in net.train()(torch.rand(2, 1, 32, 32))]
+    [torch.Size([3, 32, 32]), torch.Size([3, 32, 32]), torch.Size([3, 32, 32])]
+    >>> net.eval()(torch.rand(1, 1, 32, 32)).shape
+    torch.Size([1, 3, 32, 32])
     """
 
     def __init__(self, in_channels: int = 1, classes: int = 4, width: int = 16, depth: int = 4,

@@ -15,15 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
+from tqdm.auto import tqdm
 
+from ..common.atomic import atomic_file
+from ..common.options import Device
 from ..errors import InputError, StoreExistsError, require
-from .inference import normalization_range, normalize, resolve_device, stack_context
+from ..io.readers import TIFF_SUFFIXES, open_source, read_slice
+from ..io.volume import as_volume
+from .inference import (
+    normalization_range,
+    normalize,
+    resolve_device,
+    stack_context,
+    tile_starts,
+)
 from .metrics import scores
 from .models import FORMAT, VRFB_CLASSES, ModelSpec, build_model, save_checkpoint
 
 STATE = "training-state.pt"
 BEST = "best.pt"
+#: single-image files read with :func:`redoxflow.io.readers.read_slice` (2D, or a 3D stack)
+IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".bmp")
 
 
 @dataclass
@@ -39,7 +53,24 @@ class TrainResult:
 # --- pure pieces -------------------------------------------------------------------------
 
 def focal_loss(logits, target, gamma: float = 2.0, alpha=None):
-    """Categorical focal loss, mean over pixels: ``-alpha_c (1 - p_c)^gamma log p_c``."""
+    """Categorical focal loss, mean over pixels: ``-alpha_c (1 - p_c)^gamma log p_c``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor (batch, classes, H, W)
+    target : torch.Tensor (batch, H, W) of class ids (int64)
+    gamma : float
+        Focusing parameter; 0 gives the cross-entropy.
+    alpha : torch.Tensor (classes,), optional
+        Per-class weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits, target = torch.zeros(1, 4, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)
+    >>> round(float(focal_loss(logits, target, gamma=0)), 4)  # log(4)
+    1.3863
+    """
     import torch.nn.functional as F
 
     logp = F.log_softmax(logits.float(), 1).gather(1, target[:, None]).squeeze(1)
@@ -51,7 +82,28 @@ def focal_loss(logits, target, gamma: float = 2.0, alpha=None):
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
             rotate90: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Random flips along both slice axes (and optionally a multiple of 90 degrees)."""
+    """Random flips along both slice axes (and optionally a multiple of 90 degrees).
+
+    Parameters
+    ----------
+    image : (C, H, W) array
+    mask : (H, W) array
+    rng : numpy.random.Generator
+    rotate90 : bool
+        Also rotate by a random multiple of 90 degrees.
+
+    Returns
+    -------
+    (image, mask), contiguous, transformed alike
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.arange(16.0).reshape(1, 4, 4)
+    >>> a, m = augment(image, image[0] > 7, np.random.default_rng(0), rotate90=True)
+    >>> bool(((a[0] > 7) == m).all())
+    True
+    """
     for axis in (-2, -1):
         if rng.random() < 0.5:
             image, mask = np.flip(image, axis), np.flip(mask, axis)
@@ -62,7 +114,17 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
 
 
 def random_patch(image: np.ndarray, mask: np.ndarray, tile: int, rng: np.random.Generator):
-    """A ``tile x tile`` crop of a (C, H, W) image and its (H, W) mask (reflect-padded)."""
+    """A random ``tile x tile`` crop of a (C, H, W) image and its (H, W) mask; slices
+    smaller than the tile are reflect-padded first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img, msk = random_patch(np.zeros((3, 40, 20)), np.zeros((40, 20)), 32,
+    ...                         np.random.default_rng(0))
+    >>> img.shape, msk.shape
+    ((3, 32, 32), (32, 32))
+    """
     H, W = mask.shape
     ph, pw = max(0, tile - H), max(0, tile - W)
     if ph or pw:
@@ -74,9 +136,18 @@ def random_patch(image: np.ndarray, mask: np.ndarray, tile: int, rng: np.random.
 
 
 def grid_patches(image: np.ndarray, mask: np.ndarray, tile: int):
-    """Non-random validation tiles covering a slice (the last row/column aligned to the end)."""
-    from .inference import tile_starts
+    """Non-random validation tiles covering a slice (the last row/column aligned to the end).
 
+    Yields
+    ------
+    ((C, tile, tile) image, (tile, tile) mask)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> len(list(grid_patches(np.zeros((1, 40, 64)), np.zeros((40, 64)), 32)))
+    4
+    """
     H, W = mask.shape
     if H < tile or W < tile:
         image = np.pad(image, ((0, 0), (0, max(0, tile - H)), (0, max(0, tile - W))), "reflect")
@@ -89,13 +160,30 @@ def grid_patches(image: np.ndarray, mask: np.ndarray, tile: int):
 # --- data --------------------------------------------------------------------------------
 
 def read_volumes(data: Any, what: str) -> list[np.ndarray]:
-    """Array, path (any readable volume or slice) or a list of them -> list of 3D arrays."""
+    """Arrays, stores or files (or a list of them) -> a list of 3D numpy arrays in memory.
+
+    Training sets are small, so everything is read. In-memory inputs (numpy, dask, zarr
+    arrays, xarray) go through the one coercer, :func:`redoxflow.io.as_volume`; paths
+    through the readers (:func:`redoxflow.io.readers.read_slice` for image files,
+    :func:`redoxflow.io.open_source` for stacks, slice folders, HDF5, Zarr stores...). A 2D
+    slice becomes a volume of one slice.
+
+    Parameters
+    ----------
+    data : array, path or list of them
+    what : str
+        What the caller calls the data (``"images"``, ``"masks"``), for errors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [v.shape for v in read_volumes([np.zeros((5, 6)), np.zeros((2, 5, 6))], "images")]
+    [(1, 5, 6), (2, 5, 6)]
+    """
     items = data if isinstance(data, (list, tuple)) else [data]
     out = []
     for item in items:
-        if isinstance(item, (str, os.PathLike)):
-            item = _read_any(Path(item))
-        arr = np.asarray(item.data.compute() if hasattr(item, "dims") else item)
+        arr = np.asarray(_read_one(item, what))
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim != 3:
@@ -104,15 +192,18 @@ def read_volumes(data: Any, what: str) -> list[np.ndarray]:
     return out
 
 
-def _read_any(path: Path) -> np.ndarray:
-    """One image file (2D slice or 3D stack), or any volume :func:`open_source` reads."""
-    from ..io import open_source
-    from ..io.readers import TIFF_SUFFIXES, _read_slice
-
-    if path.is_file() and path.suffix.lower() in (*TIFF_SUFFIXES, ".png", ".jpg", ".bmp"):
-        return _read_slice(path)
-    src = open_source(path)
-    return src.read(0, src.shape[0])
+def _read_one(item: Any, what: str) -> np.ndarray:
+    """One input of :func:`read_volumes`, read into memory (2D or 3D)."""
+    if isinstance(item, (str, os.PathLike)):
+        # files and stores on disk: the readers know every format, bare Zarr arrays included
+        path = Path(item)
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            return read_slice(path)
+        src = open_source(path)
+        return src.read(0, src.shape[0])
+    if getattr(item, "ndim", None) == 2 and not isinstance(item, da.Array):
+        item = np.asarray(item)[None]  # one in-memory slice: coerced as a volume of one
+    return as_volume(item, what=what, ndim=(2, 3)).data.compute()
 
 
 def _slices(images, masks, spec: ModelSpec, n_classes: int):
@@ -140,7 +231,27 @@ def _slices(images, masks, spec: ModelSpec, n_classes: int):
 
 def split_validation(pairs, fraction: float):
     """Hold out the last ``fraction`` of the slices, or of each slice's rows when there are
-    fewer than five slices (a single annotated slice still gets a validation region)."""
+    fewer than five slices (a single annotated slice still gets a validation region).
+
+    Parameters
+    ----------
+    pairs : list of ((C, H, W) image, (H, W) mask)
+    fraction : float
+        Between 0 and 1.
+
+    Returns
+    -------
+    (train pairs, validation pairs)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pairs = [(np.zeros((1, 8, 8)), np.zeros((8, 8))) for _ in range(10)]
+    >>> [len(p) for p in split_validation(pairs, 0.2)]
+    [8, 2]
+    >>> [p[0][1].shape for p in split_validation(pairs[:1], 0.25)]
+    [(6, 8), (2, 8)]
+    """
     if not 0 < fraction < 1:
         raise InputError(f"val_fraction {fraction} must be between 0 and 1")
     if len(pairs) >= 5:
@@ -183,7 +294,7 @@ def train(
     seed: int = 0,
     resume: bool = False,
     overwrite: bool = False,
-    device: str = "auto",
+    device: Device = "auto",
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
 ) -> TrainResult:
@@ -223,10 +334,26 @@ def train(
     overwrite : bool
         Start again in a folder that already holds checkpoints.
     device : {"auto", "cpu", "cuda"}
+    progress : bool
+        Show a progress bar per epoch and print each epoch's record.
+    provenance : dict, optional
+        Extra entries for the checkpoint's ``training`` metadata (data, script).
+
+    Returns
+    -------
+    TrainResult
+
+    Examples
+    --------
+    >>> import tempfile, redoxflow as rf
+    >>> ph = rf.make_phantom((16, 48, 48), seed=0)
+    >>> result = train(ph.image, ph.classes, out=tempfile.mkdtemp(), tile=32, epochs=1,
+    ...                steps_per_epoch=1, batch_size=2, options={"width": 4, "depth": 2},
+    ...                progress=False)
+    >>> result.checkpoint.name, len(result.history)
+    ('best.pt', 1)
     """
     torch = require("torch", "ml")
-    from tqdm.auto import tqdm
-
     out = Path(out)
     state_path = out / STATE
     if not resume and not overwrite and (out / BEST).exists():
@@ -313,7 +440,36 @@ def train(
 
 
 def validate(model, pairs, tile: int, n_classes: int, names, gamma: float, device: str):
-    """Mean focal loss and per-class scores over fixed tiles of the validation slices."""
+    """Mean focal loss and per-class scores over fixed tiles of the validation slices.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        On ``device``; set to eval mode.
+    pairs : list of ((C, H, W) image, (H, W) mask)
+    tile, n_classes : int
+    names : list of str
+        Class names for the scores.
+    gamma : float
+        Focal-loss focusing parameter.
+    device : str
+        A resolved device.
+
+    Returns
+    -------
+    (float, xarray.Dataset)
+        The pixel-weighted mean loss and :func:`redoxflow.segment.metrics.scores`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from redoxflow.segment import build_model
+    >>> pairs = [(np.zeros((1, 32, 32), np.float32), np.zeros((32, 32), np.int64))]
+    >>> model = build_model("small-unet", width=4, depth=2)
+    >>> loss, ds = validate(model, pairs, 32, 4, ["a", "b", "c", "d"], 2.0, "cpu")
+    >>> int(ds["support"].sel({"class": "a"}))
+    1024
+    """
     import torch
 
     model.eval()
@@ -337,11 +493,10 @@ def _save_state(path, model, optimizer, scheduler, spec, epoch, history, best, b
     """Everything ``resume`` needs, in a file ``torch.load(weights_only=True)`` can read."""
     import torch
 
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save({"format": f"{FORMAT}-training-state", "metadata": spec.to_json(),
-                "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "best": float(best),
-                "bad_epochs": bad, "history": json.dumps(history),
-                "numpy_rng": json.dumps(rng.bit_generator.state),
-                "torch_rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save({"format": f"{FORMAT}-training-state", "metadata": spec.to_json(),
+                    "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "epoch": epoch, "best": float(best),
+                    "bad_epochs": bad, "history": json.dumps(history),
+                    "numpy_rng": json.dumps(rng.bit_generator.state),
+                    "torch_rng": torch.get_rng_state()}, tmp)

@@ -19,6 +19,36 @@ from redoxflow.segment.inference import (
 )
 
 
+def host_blended(model, images, *, tile, overlap=0.25, batch_size=8):
+    """The pre-issue-12 implementation: tiles stacked and blended in numpy on the host, one
+    batch at a time (kept here as the reference the device blending must reproduce)."""
+
+    def run(batch):
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return torch.softmax(model(x).float(), 1)
+
+    n, _, H, W = images.shape
+    weight = gaussian_window(tile)
+    ys, xs = tile_starts(H, tile, overlap), tile_starts(W, tile, overlap)
+    jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
+    norm = np.zeros((H, W), np.float32)
+    for y in ys:
+        for x in xs:
+            norm[y:y + tile, x:x + tile] += weight
+    acc = None
+    for b0 in range(0, len(jobs), batch_size):
+        batch = jobs[b0:b0 + batch_size]
+        probs = run(np.stack([images[i, :, y:y + tile, x:x + tile] for i, y, x in batch]))
+        probs = (probs * torch.from_numpy(weight)).numpy()
+        if acc is None:
+            acc = np.zeros((probs.shape[1], n, H, W), np.float32)
+        for p, (i, y, x) in zip(probs, batch):
+            acc[:, i, y:y + tile, x:x + tile] += p
+    return acc / norm
+
+
 def reference(volume, checkpoint, tile, context=0):
     """The bare in-memory loop: every slice at once through predict_slices."""
     model, spec = load_model(checkpoint)
@@ -52,6 +82,21 @@ def test_gaussian_blending_of_a_pointwise_model_equals_one_pass():
     assert w.max() == 1 and w.min() >= 1e-3 and w[16, 16] > w[8, 16] > w[8, 8]
 
 
+@pytest.mark.parametrize("batch_size,overlap", [(8, 0.25), (5, 0.5), (1, 0.0)])
+def test_device_blending_reproduces_the_host_blending(tiny_checkpoint, phantom, batch_size,
+                                                      overlap):
+    model, _ = load_model(tiny_checkpoint)
+    model = model.to(memory_format=torch.channels_last)
+    x = normalize(phantom.image[:6, :, 3:], 0, 255)[:, None]  # 80 x 77: uneven last tiles
+    old = host_blended(model, x, tile=32, overlap=overlap, batch_size=batch_size)
+    new = predict_slices(model, x, tile=32, overlap=overlap, batch_size=batch_size)
+    assert new.shape == old.shape == (4, 6, 80, 77) and new.dtype == np.float32
+    np.testing.assert_allclose(new, old, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(new.astype(np.float16).argmax(0),
+                                  old.astype(np.float16).argmax(0))
+    assert len(np.unique(new.argmax(0))) >= 3  # a real map, not one class everywhere
+
+
 def test_resize_mode_returns_native_resolution(tiny_checkpoint, phantom):
     model, _ = load_model(tiny_checkpoint)
     x = normalize(phantom.image[:2], 0, 255)[:, None]
@@ -76,18 +121,42 @@ def test_2p5d_context_uses_a_halo_across_slabs(context_checkpoint, phantom, slab
     np.testing.assert_array_equal(got, expected)
 
 
+def _count_builds():
+    """On a worker: empty the model cache and count every network built from now on (any
+    path that builds a model goes through the architecture registry)."""
+    from redoxflow.segment import inference, models
+
+    inference._MODELS.clear()
+    builder, text = models.ARCHITECTURES["small-unet"]
+    builder = getattr(builder, "wrapped", builder)
+    builds = []
+
+    def counting(*args, **kwargs):
+        builds.append(1)
+        return builder(*args, **kwargs)
+
+    counting.wrapped, counting.builds = builder, builds
+    models.ARCHITECTURES["small-unet"] = (counting, text)
+
+
+def _builds_and_restore():
+    from redoxflow.segment import models
+
+    counting, text = models.ARCHITECTURES["small-unet"]
+    models.ARCHITECTURES["small-unet"] = (counting.wrapped, text)
+    return len(counting.builds)
+
+
 def test_distributed_workers_build_the_model_once(tiny_checkpoint, phantom, client):
     expected = reference(phantom.image, tiny_checkpoint, tile=64)
-    got = segment(phantom.image, tiny_checkpoint, slab=4, progress=False).compute()
+    client.run(_count_builds)
+    try:
+        got = segment(phantom.image, tiny_checkpoint, slab=4, progress=False).compute()
+    finally:
+        builds = client.run(_builds_and_restore)
     np.testing.assert_array_equal(got, expected)
-
-    def cached():
-        from redoxflow.segment.inference import _MODELS
-
-        return len(_MODELS)
-
-    counts = client.run(cached)
-    assert sum(counts.values()) >= 1 and max(counts.values()) == 1  # 12 slabs, 1 model each
+    # 12 slab tasks on 2 workers: a model rebuilt per task would count 12 builds
+    assert 1 <= sum(builds.values()) <= len(builds) and max(builds.values()) == 1, builds
 
 
 def test_triplanar_averages_three_axes(tiny_checkpoint, phantom):
@@ -164,7 +233,8 @@ def test_bad_input_gives_clear_errors(tiny_checkpoint, phantom):
     with pytest.raises(InputError, match="nan_policy='fill'"):
         segment(vol, tiny_checkpoint, progress=False).compute()
     filled = segment(vol, tiny_checkpoint, nan_policy="fill", progress=False).compute()
-    assert filled.shape == vol.shape
+    clean = segment(phantom.image.astype(np.float32), tiny_checkpoint, progress=False).compute()
+    assert filled.shape == vol.shape and (filled == clean).mean() > 0.99
     with pytest.raises(InputError, match="smaller than the smallest model input"):
         segment(np.zeros((4, 20, 64), np.uint8), tiny_checkpoint)
     with pytest.raises(InputError, match="tile 128 is larger"):
@@ -173,13 +243,25 @@ def test_bad_input_gives_clear_errors(tiny_checkpoint, phantom):
         segment(phantom.image, tiny_checkpoint, tile=50)
     with pytest.raises(InputError, match="but 2 were requested"):
         segment(phantom.image, tiny_checkpoint, classes=2)
-    with pytest.raises(InputError, match="3D volume"):
+    with pytest.raises(InputError, match=r"has 2 dimensions .*expected 3"):
         segment(phantom.image[0], tiny_checkpoint)
     with pytest.raises(InputError, match="does not exist"):
         segment(phantom.image, "no-such-model.pt")
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA GPU is visible"):
             segment(phantom.image, tiny_checkpoint, device="cuda")
+
+
+@pytest.mark.parametrize("option,value", [("mode", "tiles"), ("device", "gpu"),
+                                           ("nan_policy", "ignore")])
+def test_typed_options_are_checked_up_front_with_one_line(tiny_checkpoint, phantom, option,
+                                                          value):
+    with pytest.raises(InputError) as info:
+        segment(phantom.image, tiny_checkpoint, **{option: value})  # nothing is computed
+    assert str(info.value).startswith(f"{option}={value!r} is not allowed: use one of ")
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="mode='tiles' is not allowed"):
+        predict_slices(None, np.zeros((1, 1, 32, 32), np.float32), tile=32, mode="tiles")
 
 
 @pytest.mark.gpu

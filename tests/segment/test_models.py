@@ -58,7 +58,24 @@ def test_checkpoint_roundtrip_gives_identical_predictions(tmp_path):
     with torch.inference_mode():
         assert torch.equal(model(x), loaded(x))
     assert spec2 == spec
-    assert not list(tmp_path.glob(".*partial"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # no temporary left
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    spec = ModelSpec("small-unet", options={"width": 4, "depth": 2})
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "m.pt")
+    before = path.read_bytes()
+
+    def half_written(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"truncated")
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(torch, "save", half_written)
+    with pytest.raises(OSError, match="disk went away"):
+        save_checkpoint(build_model(spec), spec, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
 
 
 def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
