@@ -140,16 +140,20 @@ def _backend_option(fn):
 def _summarise(summary: dict) -> None:
     t = summary["timings_s"]
     click.echo(
-        f"Done. {summary['n_bubbles']} bubbles ({summary['bubble_volume_um3']:.4g} um^3) in a "
-        f"{'x'.join(map(str, summary['shape']))} volume at {summary['voxel_size_um']} um; "
-        f"stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
+        f"Done. {summary['n_components']} bubble components labelled, "
+        f"{summary['n_bubbles_cell']} kept in the cell, {summary['n_bubbles']} kept in the "
+        f"negative electrode ({summary['bubble_volume_negative']:.4g} "
+        f"{summary['volume_unit']}) in a {'x'.join(map(str, summary['shape']))} volume at "
+        f"{summary['voxel_size_um']} um; stages: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
         f"R_bv (negative electrode) {summary['bubble_volume_fraction']:.4g}, blocked membrane "
         f"fraction {summary['membrane_blocked_fraction']:.4g}.\n"
         + ("Segmentation F1 against the phantom's ground truth: "
            + ", ".join(f"{k} {v:.3f}" for k, v in summary["segmentation_f1"].items()) + ".\n"
            if summary.get("segmentation_f1") else "")
-        + f"Results are in {summary['output']} (raw.zarr, classes.zarr, labels.zarr, bubbles.nc, "
-        f"bubbles.csv, results.zarr, summary.json)."
+        + f"Results are in {summary['output']} (results.zarr, bubbles.csv and bubbles.nc: "
+        "every component with its filter columns, bubble_labels.zarr, classes.zarr, "
+        "summary.json)."
         + (f"\nReport: {summary['report']}" if summary.get("report") else ""))
 
 

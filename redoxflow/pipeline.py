@@ -1,4 +1,4 @@
-"""The pipeline as a list of stages: ingest -> segment -> label -> measure -> analyze -> report.
+"""The pipeline as a list of stages: ingest -> segment -> analyze -> report.
 
 Each :class:`Stage` names the artifact it writes under the output directory and is skipped
 when that artifact is complete (stores and tables are renamed into place only when
@@ -19,19 +19,22 @@ import xarray as xr
 
 from .analysis import analyze
 from .common.atomic import atomic_file
-from .common.tables import bubble_frame
 from .config import Config
 from .errors import InputError
 from .io import detect_kind, ingest, open_source, open_volume
-from .labeling import label
-from .measure import regionprops
 from .segment import evaluate, segment
 from .synthetic import make_phantom
 from .viz import report
 
-ARTIFACTS = ("raw.zarr", "classes.zarr", "labels.zarr", "bubbles.nc", "bubbles.csv",
+ARTIFACTS = ("raw.zarr", "classes.zarr", "bubble_labels.zarr", "bubbles.nc", "bubbles.csv",
              "results.zarr", "segmentation_scores.json", "report.html", "figures",
-             "summary.json")
+             "summary.json", ".scratch")
+
+
+# the counts of a run, each named as in results.zarr/summary (whose long_name says what
+# it counts): all labelled components, those kept in the cell, those kept in the negative
+# electrode
+COUNTS = ("n_components", "n_bubbles_cell", "n_bubbles")
 
 
 @dataclass
@@ -119,27 +122,10 @@ def _classes(run: Run):
     return classes
 
 
-def _label(run: Run) -> None:
-    classes = _classes(run)
-    label(classes.data == 1, connectivity=run.cfg.label.connectivity,
-          out=run.path("labels.zarr"), voxel_size=classes.attrs["voxel_size"],
-          backend=run.cfg.label.backend, progress=run.progress)
-
-
-def _measure(run: Run) -> None:
-    labels = open_volume(run.path("labels.zarr"))
-    ds = regionprops(labels, spacing=labels.attrs["voxel_size"], backend=run.cfg.label.backend)
-    ds.attrs["config"] = run.cfg.to_json()
-    with atomic_file(run.path("bubbles.csv")) as tmp:
-        bubble_frame(ds).to_csv(tmp)
-    with atomic_file(run.path("bubbles.nc")) as tmp:  # last: it marks the stage complete
-        ds.to_netcdf(tmp)
-
-
 def _analyze(run: Run) -> None:
     side = run.cfg.analyze.negative_side or ("high" if run.synthetic else None)
     analyze(run.path("classes.zarr"), config=run.cfg, negative_side=side, out=run.out,
-            progress=run.progress)
+            overwrite=True, csv=True, table=True, progress=run.progress)
 
 
 def _report(run: Run) -> None:
@@ -153,9 +139,7 @@ STAGES = (
     Stage("segment", lambda run: "classes.zarr", _segment),
     Stage("score", lambda run: "segmentation_scores.json", _score,
           when=lambda run: run.synthetic and run.cfg.segment.model != "skip"),
-    Stage("label", lambda run: "labels.zarr", _label),
-    Stage("measure", lambda run: "bubbles.nc", _measure),
-    Stage("analyze", lambda run: "results.zarr", _analyze),
+    Stage("analyze", lambda run: "bubbles.nc", _analyze),  # bubbles.nc is written last
     Stage("report", lambda run: "report.html", _report, when=lambda run: run.cfg.output.report),
 )
 
@@ -165,10 +149,11 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
 
     The input (a grey-level or class volume path, or ``synthetic``: the built-in phantom) is
     ingested to ``raw.zarr`` (grey levels) or ``classes.zarr``; grey levels are segmented into
-    ``classes.zarr`` (for the phantom, scored against its ground truth); bubbles (class 1)
-    are labelled into ``labels.zarr``; per-bubble properties go to ``bubbles.nc`` and
-    ``bubbles.csv``; the VRFB analysis goes to ``results.zarr``, the report to
-    ``report.html``. A stage whose artifact exists is skipped.
+    ``classes.zarr`` (for the phantom, scored against its ground truth); the analysis labels
+    and measures the bubbles once (``bubble_labels.zarr``; the one bubble table
+    ``bubbles.nc``/``bubbles.csv``, every component with its half-cell, wall and filter
+    columns) and writes ``results.zarr``; the report goes to ``report.html``. A stage whose
+    artifact exists is skipped. Every count in the summary comes from the analysis.
 
     Examples
     --------
@@ -195,11 +180,12 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
 
 
 def _summary(run: Run) -> dict[str, Any]:
+    """The run's numbers, all read from the analysis results (one labeling, one table)."""
     import dask.array as da
 
     classes = _classes(run)
-    ds = xr.load_dataset(run.path("bubbles.nc"))
     tree = xr.open_datatree(run.path("results.zarr"), engine="zarr", consolidated=False)
+    summary = tree["summary"].to_dataset()
     scores_path = run.path("segmentation_scores.json")
     report_path = run.path("report.html")
     counts = da.bincount(classes.data.ravel(), minlength=4).compute()
@@ -208,11 +194,12 @@ def _summary(run: Run) -> dict[str, Any]:
         "report": str(report_path.absolute()) if report_path.exists() else None,
         "shape": list(classes.shape),
         "voxel_size_um": list(classes.attrs["voxel_size"]),
-        "n_bubbles": int(ds.sizes["bubble"]),
-        "bubble_volume_um3": float(ds["volume"].sum()) if ds.sizes["bubble"] else 0.0,
+        **{name: int(summary[name]) for name in COUNTS},
+        "bubble_volume_negative": float(summary["bubble_volume"]),
+        "volume_unit": f"{tree.attrs.get('unit', 'micrometer')}^3",
         "class_voxels": np.asarray(counts).tolist(),
-        "bubble_volume_fraction": float(tree["summary/bubble_volume_fraction"]),
-        "membrane_blocked_fraction": float(tree["summary/membrane_blocked_fraction"]),
+        "bubble_volume_fraction": float(summary["bubble_volume_fraction"]),
+        "membrane_blocked_fraction": float(summary["membrane_blocked_fraction"]),
         "segmentation_f1": json.loads(scores_path.read_text()) if scores_path.exists() else None,
         "timings_s": {k: round(v, 3) for k, v in run.timings.items()},
     }

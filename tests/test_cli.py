@@ -71,12 +71,41 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert res.exit_code == 0, res.output
     assert "Results are in" in res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_bubbles"] > 0
-    assert (out / "labels.zarr").exists() and (out / "bubbles.csv").exists()
+    assert summary["n_bubbles_cell"] > 0
+    assert (out / "bubble_labels.zarr").exists() and (out / "bubbles.csv").exists()
+    _one_count_per_quantity(out, res.output, summary)
     # a second run finds every artifact complete and gives the same summary
     res = run("demo", "--output", out, "--shape", "32,64,64", "--workers", "2")
     assert res.exit_code == 0
     assert json.loads((out / "summary.json").read_text())["n_bubbles"] == summary["n_bubbles"]
+
+
+def _one_count_per_quantity(out, stdout, summary):
+    """Every output of a run reports the same number for the same count."""
+    import re
+
+    import pandas as pd
+    import xarray as xr
+
+    tree = xr.open_datatree(out / "results.zarr", engine="zarr", consolidated=False)
+    s = {k: int(tree["summary"][k]) for k in ("n_components", "n_bubbles_cell", "n_bubbles")}
+    assert {k: summary[k] for k in s} == s
+    printed = re.search(r"(\d+) bubble components labelled, (\d+) kept in the cell, (\d+) "
+                        r"kept in the negative electrode", stdout)
+    assert printed and tuple(map(int, printed.groups())) == (
+        s["n_components"], s["n_bubbles_cell"], s["n_bubbles"])
+    csv = pd.read_csv(out / "bubbles.csv")
+    nc = xr.load_dataset(out / "bubbles.nc")
+    for kept, half, name in ((csv["kept"].values, csv["half"].values, "csv"),
+                             (nc["kept"].values, np.array(nc["half"].attrs["flag_meanings"]
+                                                          .split())[nc["half"].values], "nc")):
+        assert (len(kept), int(kept.sum()), int((kept & (half == "negative")).sum())) == (
+            s["n_components"], s["n_bubbles_cell"], s["n_bubbles"]), name
+    assert tree["bubbles"].sizes["bubble"] == s["n_bubbles_cell"]
+    page = (out / "report.html").read_text()
+    assert f"Bubbles kept in the cell ({s['n_bubbles_cell']};" in page
+    for key, value in s.items():
+        assert re.search(rf"<td>{key}</td><td>{value}</td>", page), key
 
 
 def test_run_dry_run_prints_slurm_job_script(tmp_path):

@@ -95,11 +95,13 @@ def test_pipeline_killed_mid_segmentation_resumes_without_recomputing(tmp_path):
     assert len(moved) >= 3 and all(p.stat().st_mtime_ns == t for p, t in moved.items())
     a = json.loads((tmp_path / "ref" / "summary.json").read_text())
     b = json.loads((out / "summary.json").read_text())
-    for key in ("n_bubbles", "bubble_volume_um3", "class_voxels", "bubble_volume_fraction",
-                "membrane_blocked_fraction", "segmentation_f1"):
+    for key in ("n_components", "n_bubbles_cell", "n_bubbles", "bubble_volume_negative",
+                "class_voxels", "bubble_volume_fraction", "membrane_blocked_fraction",
+                "segmentation_f1"):
         assert a[key] == b[key], key
-    np.testing.assert_array_equal(open_volume(tmp_path / "ref" / "labels.zarr").data.compute(),
-                                  open_volume(out / "labels.zarr").data.compute())
+    np.testing.assert_array_equal(
+        open_volume(tmp_path / "ref" / "bubble_labels.zarr").data.compute(),
+        open_volume(out / "bubble_labels.zarr").data.compute())
 
 
 def _limit_file_size():

@@ -42,6 +42,7 @@ def analyze(
     overwrite: bool = False,
     netcdf: bool = False,
     csv: bool = False,
+    table: bool = False,
     progress: bool = False,
 ):
     """Analyse a class volume (0 electrolyte, 1 bubble, 2 membrane, 3 gasket).
@@ -67,8 +68,9 @@ def analyze(
         ``netcdf``/``csv``).
     overwrite : bool
         Replace existing results in ``out``.
-    netcdf, csv : bool
-        Also write ``results.nc`` / ``bubbles.csv`` into ``out``.
+    netcdf, csv, table : bool
+        Also write ``results.nc`` / ``bubbles.csv`` / ``bubbles.nc`` into ``out`` (the two
+        tables hold every labelled component with the filters' ``kept`` and ``removed_by``).
     progress : bool
         Show progress bars.
 
@@ -88,14 +90,14 @@ def analyze(
     """
     cfg = config or Config()
     compat, negative_side = _resolve(cfg, compat, negative_side)
-    _refuse_existing(out, overwrite, netcdf, csv)
+    _refuse_existing(out, overwrite, netcdf, csv, table)
     arr, sp, description = class_volume(classes, spacing)
     scratch = scratch_dir(out)
     work = Path(scratch.name) if isinstance(scratch, tempfile.TemporaryDirectory) else scratch
     try:
         run = analyze_series if arr.ndim == 4 else analyze_volume
         tree = run(arr, sp, negative_side=negative_side, compat=compat, acfg=cfg.analyze,
-                   scratch=work, progress=progress)
+                   scratch=work, progress=progress, backend=cfg.label.backend)
         tree.attrs.update({
             "redoxflow_version": __version__, "config": cfg.to_json(),
             "compat": compat or "none", "negative_side": negative_side,
@@ -103,7 +105,8 @@ def analyze(
             "spacing": list(sp if not compat else (1.0, 1.0, 1.0)),
             "unit": "voxel" if compat else "micrometer"})
         if out is not None:
-            write_results(tree, out, overwrite=overwrite, netcdf=netcdf, csv=csv)
+            write_results(tree, out, overwrite=overwrite, netcdf=netcdf, csv=csv,
+                          table=table)
     finally:  # nothing half-made is left beside the results, whatever happened
         if isinstance(scratch, tempfile.TemporaryDirectory):
             scratch.cleanup()
@@ -125,11 +128,12 @@ def _resolve(cfg: Config, compat, negative_side) -> tuple[str | None, str]:
     return compat, check_choice(negative_side, NegativeSide, "negative_side")
 
 
-def _refuse_existing(out, overwrite: bool, netcdf: bool, csv: bool) -> None:
+def _refuse_existing(out, overwrite: bool, netcdf: bool, csv: bool, table: bool) -> None:
     """Refuse, before any work, to replace results that exist unless ``overwrite``."""
     if out is None or overwrite:
         return
-    names = ["results.zarr"] + ["results.nc"] * netcdf + ["bubbles.csv"] * csv
+    names = (["results.zarr"] + ["results.nc"] * netcdf + ["bubbles.csv"] * csv
+             + ["bubbles.nc"] * table)
     for name in names:
         if (Path(out) / name).exists():
             raise StoreExistsError(f"{Path(out) / name} exists: pass overwrite=True "

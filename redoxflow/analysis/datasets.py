@@ -10,6 +10,7 @@ import numpy as np
 from ..measure import filters
 
 UTILE_MIN_VOXELS = 60
+FILTERS = ["kept", "min_volume", "degenerate", "solidity", "cut_by_fov", "sphericity_above_one"]
 
 
 def density_dataset(counts, raw, coords, spacing):
@@ -89,8 +90,11 @@ def filter_table(ds, compat, acfg):
 
     Returns
     -------
-    xarray.Dataset
+    kept : xarray.Dataset
         The kept rows; each filter records what it removed in ``attrs["filters"]``.
+    removed_by : int8 ndarray, shape (bubble,)
+        For every row of ``ds``: 0 when kept, else the index in :data:`FILTERS` of the filter
+        that removed it.
 
     Examples
     --------
@@ -100,19 +104,29 @@ def filter_table(ds, compat, acfg):
     ...                  "inertia_eigenvalues": (("bubble", "k"), [[1, 1, 1], [2, 1, 0],
     ...                                                            [3, 2, 1]])},
     ...                 coords={"bubble": [1, 2, 3]})
-    >>> filter_table(ds, None, AnalyzeConfig(min_volume_voxels=27))["bubble"].values.tolist()
-    [3]
+    >>> kept, removed_by = filter_table(ds, None, AnalyzeConfig(min_volume_voxels=27))
+    >>> kept["bubble"].values.tolist(), [FILTERS[i] for i in removed_by]
+    ([3], ['kept', 'min_volume', 'degenerate'])
     """
     if compat:
-        ds = filters.filter_min_volume(ds, UTILE_MIN_VOXELS)
-        return filters.filter_sphericity_above_one(ds)
-    ds = filters.filter_min_volume(ds, acfg.min_volume_voxels)
-    ds = filters.filter_degenerate(ds)
-    if acfg.min_solidity is not None:
-        ds = filters.filter_solidity(ds, acfg.min_solidity)
-    if acfg.drop_cut_by_fov:
-        ds = filters.filter_cut_by_fov(ds)
-    return ds
+        steps = [lambda d: filters.filter_min_volume(d, UTILE_MIN_VOXELS),
+                 filters.filter_sphericity_above_one]
+    else:
+        steps = [lambda d: filters.filter_min_volume(d, acfg.min_volume_voxels),
+                 filters.filter_degenerate]
+        if acfg.min_solidity is not None:
+            steps.append(lambda d: filters.filter_solidity(d, acfg.min_solidity))
+        if acfg.drop_cut_by_fov:
+            steps.append(filters.filter_cut_by_fov)
+    removed_by = np.zeros(ds.sizes["bubble"], np.int8)
+    kept = ds
+    for step in steps:
+        after = step(kept)
+        name = json.loads(after.attrs["filters"])[-1]["filter"]
+        gone = np.setdiff1d(kept["bubble"].values, after["bubble"].values)
+        removed_by[np.isin(ds["bubble"].values, gone)] = FILTERS.index(name)
+        kept = after
+    return kept, removed_by
 
 
 def summary_dataset(counts, table, contacts, maps, spacing, compat, n_components, n_all,

@@ -12,8 +12,13 @@ from ..common.tables import bubble_frame
 
 
 def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
-                  netcdf: bool = False, csv: bool = False) -> Path:
-    """Write ``results.zarr`` (and optionally ``results.nc`` / ``bubbles.csv``) atomically.
+                  netcdf: bool = False, csv: bool = False, table: bool = False) -> Path:
+    """Write ``results.zarr`` (and optionally ``results.nc``, ``bubbles.csv``,
+    ``bubbles.nc``) atomically.
+
+    The bubble tables are the analysis' one table: every labelled component (the
+    ``components`` group when present, else ``bubbles``) with its half-cell, wall and filter
+    (``kept``, ``removed_by``) columns; its kept rows are ``results.zarr/bubbles``.
 
     The analysis' label store (ids of the bubble table) is kept as ``bubble_labels.zarr``.
 
@@ -25,8 +30,8 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         Output folder (created).
     overwrite : bool
         Replace existing results.
-    netcdf, csv : bool
-        Also write ``results.nc`` / ``bubbles.csv``.
+    netcdf, csv, table : bool
+        Also write ``results.nc`` / ``bubbles.csv`` / ``bubbles.nc``.
 
     Returns
     -------
@@ -49,9 +54,13 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     if netcdf:
         with atomic_file(out / "results.nc", overwrite=overwrite) as part:
             tree.to_netcdf(part, engine="h5netcdf")
+    rows = tree["components" if "components" in tree.children else "bubbles"].to_dataset()
     if csv:
         with atomic_file(out / "bubbles.csv", overwrite=overwrite) as part:
-            bubble_frame(tree["bubbles"].to_dataset()).to_csv(part)
+            bubble_frame(rows).to_csv(part)
+    if table:
+        with atomic_file(out / "bubbles.nc", overwrite=overwrite) as part:
+            rows.to_netcdf(part, engine="h5netcdf")
     labels = out / ".scratch" / "labels.zarr"
     if labels.exists():  # the analysis labels (ids of the bubble table), kept for pictures
         target = out / "bubble_labels.zarr"

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.options import NegativeSide
+from ..common.options import Backend, NegativeSide
 from ..errors import InputError
 from ..io.store import write_dask
 from ..labeling import label
 from ..measure import regionprops
 from . import separation as sep
-from .datasets import blockage_dataset, density_dataset, filter_table, summary_dataset
+from .datasets import FILTERS, blockage_dataset, density_dataset, filter_table, summary_dataset
 from .masks import CLASS_IDS, HALF_NAMES, counts_and_density, masks, row_maps
 from .walls import add_wall_columns, flags, wall_contacts
 from .watershed import split_touching
@@ -39,7 +39,7 @@ class _Phases:
 
 
 def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | None, acfg,
-                   scratch: Path, progress: bool = False):
+                   scratch: Path, progress: bool = False, backend: Backend = "numpy"):
     """Analyse one class volume (dask array (z, y, x)) -> ``xarray.DataTree``.
 
     In order: row maps (pass 1), masks, counts and density (pass 2), labeling of the
@@ -62,11 +62,14 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
         Folder for the intermediate label store (``labels.zarr``).
     progress : bool
         Show progress bars.
+    backend : {"numpy", "cupy"}
+        Where the bubbles are labelled and their moments measured.
 
     Returns
     -------
     xarray.DataTree
-        Groups ``summary``, ``bubbles``, ``density``, ``blockage``; attrs ``timings_s``
+        Groups ``summary``, ``bubbles`` (kept), ``components`` (every labelled component,
+        with ``kept`` and ``removed_by``), ``density``, ``blockage``; attrs ``timings_s``
         and ``input_checksum``.
 
     Examples
@@ -79,7 +82,7 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     >>> tree = analyze_volume(arr, sp, negative_side="high", compat=None,
     ...                       acfg=AnalyzeConfig(), scratch=pathlib.Path(tempfile.mkdtemp()))
     >>> int(tree["summary/n_bubbles"]), sorted(tree.children)
-    (1, ['blockage', 'bubbles', 'density', 'summary'])
+    (1, ['blockage', 'bubbles', 'components', 'density', 'summary'])
     """
     import xarray as xr
 
@@ -91,9 +94,11 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     lazy = masks(arr, maps, compat, negative_side, acfg.clean_z_isolated)
     raw, counts = counts_and_density(arr, lazy)
     phase("counts_density")
-    labels, n_components = _label_bubbles(lazy["bubbles"], spacing, acfg, scratch, progress)
+    labels, n_components = _label_bubbles(lazy["bubbles"], spacing, acfg, scratch, progress,
+                                          backend)
     phase("label")
-    table = regionprops(labels, spacing=spacing, **(UTILE_MC if compat else {}))
+    table = regionprops(labels, spacing=spacing, backend=backend,
+                        **(UTILE_MC if compat else {}))
     phase("regionprops")
     half = _halves(table, maps, negative_side, compat, has_membrane)
     side_lut = np.zeros(n_components + 1, np.uint8)
@@ -104,20 +109,24 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     table["half"] = ("bubble", half, flags(HALF_NAMES))
     table = add_wall_columns(table, walls, wall_masks, labels, spacing, arr.shape, compat)
     phase("distances")
-    n_all = table.sizes["bubble"]
-    table = filter_table(table, compat, acfg)
+    measured = table
+    table, removed_by = filter_table(measured, compat, acfg)
+    measured = measured.assign(
+        kept=("bubble", removed_by == 0, {"long_name": "kept by the filters"}),
+        removed_by=("bubble", removed_by, {"long_name": "the filter that removed the "
+                                                        "component", **flags(FILTERS)}))
     if compat:
         table["utile_label"] = ("bubble", np.arange(1, table.sizes["bubble"] + 1),
                                 {"note": "the reference's renumbered label"})
     contacts = walls["membrane"][0]
     summary = summary_dataset(counts, table, contacts, maps, spacing, compat, n_components,
-                              n_all, has_membrane)
+                              measured.sizes["bubble"], has_membrane)
     coords = {d: (np.arange(n) * s) for d, n, s in zip("zyx", arr.shape, spacing)}
     density = density_dataset(counts if not compat else {}, raw, coords, spacing)
     if compat:
         density.attrs["note"] = "compat: only the reference's unmasked projections"
     tree = xr.DataTree.from_dict({
-        "summary": summary, "bubbles": table, "density": density,
+        "summary": summary, "bubbles": table, "components": measured, "density": density,
         "blockage": blockage_dataset(contacts, maps, coords, spacing, has_membrane)})
     tree.attrs["timings_s"] = json.dumps(phase.times)
     tree.attrs["input_checksum"] = "blake2b:" + maps["checksum"]
@@ -143,7 +152,7 @@ def _check_classes(maps, shape, compat) -> bool:
     return has_membrane
 
 
-def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool):
+def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool, backend: Backend):
     """Label the cleaned bubbles into ``scratch/labels.zarr`` -> (dask labels, count).
 
     Exact chunked labeling, or (``split_touching``) the in-memory watershed split.
@@ -158,7 +167,7 @@ def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool):
                              voxel_size=spacing, kind="labels", overwrite=True, levels=1)
     else:
         written, n = label(bubbles, connectivity=26, out=store, voxel_size=spacing,
-                           overwrite=True, progress=progress)
+                           overwrite=True, progress=progress, backend=backend)
     return written.data, n
 
 

@@ -149,7 +149,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
     body += ["<h2>Figures</h2>", *sections]
     if n_bubbles:
         frame = bubble_frame(bubbles)
-        body += [f"<h2>Bubbles ({n_bubbles}; click a header to sort)</h2>",
+        body += [f"<h2>Bubbles kept in the cell ({n_bubbles}; click a header to sort)</h2>",
                  _table(frame, sortable=True)]
     prov = {k: v for k, v in tree.attrs.items() if k != "config"}
     config = tree.attrs.get("config", "{}")

@@ -315,10 +315,10 @@ def test_config_sets_negative_side_and_filters():
 
 def test_results_written_atomically_with_provenance(phantom, tmp_path):
     tree = rf.analyze(phantom.classes, spacing=phantom.voxel_size, negative_side="high",
-                      out=tmp_path, netcdf=True, csv=True)
+                      out=tmp_path, netcdf=True, csv=True, table=True)
     assert not list(tmp_path.glob(".*"))
     back = xr.open_datatree(tmp_path / "results.zarr", engine="zarr", consolidated=False)
-    assert set(back.children) == {"summary", "bubbles", "density", "blockage"}
+    assert set(back.children) == {"summary", "bubbles", "components", "density", "blockage"}
     assert back.attrs["input_checksum"] == tree.attrs["input_checksum"]
     assert back.attrs["input_checksum"].startswith("blake2b:")
     assert float(back["summary/bubble_volume_fraction"]) == \
@@ -327,7 +327,14 @@ def test_results_written_atomically_with_provenance(phantom, tmp_path):
 
     table = pd.read_csv(tmp_path / "bubbles.csv")
     assert set(table["half"]) <= {"negative", "positive", "membrane", "outside"}
-    assert len(table) == tree["bubbles"].sizes["bubble"]
+    # one table: every labelled component, its kept rows are the results' bubbles
+    assert len(table) == int(tree["summary/n_components"])
+    kept = table[table["kept"]]
+    assert kept["bubble"].tolist() == tree["bubbles"]["bubble"].values.tolist()
+    assert set(table.loc[~table["kept"], "removed_by"]) <= {"min_volume", "degenerate"}
+    assert (table["removed_by"] == "kept").sum() == len(kept)
+    nc = xr.load_dataset(tmp_path / "bubbles.nc")
+    np.testing.assert_array_equal(nc["bubble"].values, table["bubble"].values)
     assert (tmp_path / "results.nc").exists()
     with pytest.raises(StoreExistsError, match="overwrite"):
         rf.analyze(phantom.classes, negative_side="high", out=tmp_path)
