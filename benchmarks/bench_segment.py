@@ -15,7 +15,8 @@
    keeps tiling, Gaussian blending and the argmax on the model's device, and (c) a bare
    per-tile loop (the same batches of tiles through the model and a softmax, nothing else:
    the floor). On the CPU (b) must not be slower than (c) by more than noise; on a GPU the
-   same rows are measured there too.
+   same rows are measured there too. The same three runs with a 1x1 convolution in place of
+   the U-Net time the tiling and blending machinery alone.
 
     python benchmarks/bench_segment.py [--slices 128] [--skip-archs] [--blending-only]
 """
@@ -139,8 +140,13 @@ def bare_tile_loop(model, images: np.ndarray, *, tile: int, overlap: float = 0.2
     return len(jobs)
 
 
-def blending_rows(slices: int, size: int, device: str, repeats: int = 3) -> list[dict]:
-    """Old host blending vs device blending vs the bare per-tile loop, best of ``repeats``."""
+def blending_rows(slices: int, size: int, device: str, repeats: int = 3,
+                  pointwise: bool = False) -> list[dict]:
+    """Old host blending vs device blending vs the bare per-tile loop, best of ``repeats``.
+
+    ``pointwise`` swaps the built-in U-Net for a 1x1 convolution (4 classes), so the rows
+    time the tiling and blending machinery alone: the overhead each way adds to a model.
+    """
     import torch
 
     from redoxflow.segment import load_model, predict_slices
@@ -148,10 +154,14 @@ def blending_rows(slices: int, size: int, device: str, repeats: int = 3) -> list
     from redoxflow.synthetic import make_phantom
 
     model, spec = load_model("builtin")
+    if pointwise:
+        torch.manual_seed(0)
+        model = torch.nn.Conv2d(1, len(spec.classes), 1).eval()
     model = model.to(device).to(memory_format=torch.channels_last)
     image = make_phantom((max(16, slices), size, size), seed=7).image[:slices]
     x = normalize(image, 0, 255)[:, None]
     tile = choose_tile(x.shape[2:], spec, None)
+    label = "1x1 conv (overhead only)" if pointwise else "built-in U-Net"
 
     runs = {"old: host blending (numpy)": lambda: host_blended(model, x, tile=tile,
                                                                 device=device),
@@ -182,7 +192,7 @@ def blending_rows(slices: int, size: int, device: str, repeats: int = 3) -> list
     rows = []
     for name in runs:
         best = min(seconds[name])
-        rows.append({"run": name, "device": device, "seconds": round(best, 3),
+        rows.append({"model": label, "run": name, "device": device, "seconds": round(best, 3),
                      "median_s": round(float(np.median(seconds[name])), 3),
                      "cpu_s": round(min(cpu[name]), 3),
                      "slices_per_s": round(slices / best, 2),
@@ -233,9 +243,10 @@ def main() -> None:
     from redoxflow.segment.models import builtin_checkpoint
 
     torch.set_num_threads(2)
-    blend = blending_rows(args.blend_slices, args.size, "cpu", args.repeats)
-    if torch.cuda.is_available():
-        blend += blending_rows(args.blend_slices * 4, args.size, "cuda", args.repeats)
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    blend = [row for device in devices for pointwise in (False, True)
+             for row in blending_rows(args.blend_slices * (4 if device == "cuda" else 1),
+                                      args.size, device, args.repeats, pointwise)]
     report("segment_blending", blend, {
         "volume": [args.blend_slices, args.size, args.size], "model": "builtin",
         "torch_threads": torch.get_num_threads(), "batch_size": 8, "overlap": 0.25,

@@ -338,7 +338,7 @@ def predict_slices(model, images, *, tile: int, overlap: float = 0.25, batch_siz
     with torch.inference_mode():
         probs = _blend_tiles(model, x.to(device), tile=tile, overlap=overlap,
                              batch_size=batch_size, mode=mode)
-        return probs.permute(1, 0, 2, 3).contiguous().cpu().numpy()
+        return probs.cpu().numpy().transpose(1, 0, 2, 3)  # a view: no copy
 
 
 # --- per-worker model cache --------------------------------------------------------------
