@@ -7,12 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _shifted(a: np.ndarray, axis: int, step: int) -> tuple[slice, ...]:
-    core = [slice(1, -1)] * 3
-    core[axis] = slice(1 + step, a.shape[axis] - 1 + step)
-    return tuple(core)
-
-
 def block_contacts(membrane: np.ndarray, labels: np.ndarray, side_lut: np.ndarray,
                    spacing: Sequence[float]) -> dict[str, np.ndarray]:
     """Contacts between membrane voxels and bubble voxels in one block with a 1-voxel halo.
@@ -50,31 +44,36 @@ def block_contacts(membrane: np.ndarray, labels: np.ndarray, side_lut: np.ndarra
     >>> r["blocked"].tolist(), r["ids"].tolist(), r["area"].tolist(), r["row_map"].shape
     ([0, 1, 0, 0], [7], [2.0], (4, 1, 1))
     """
-    core = (slice(1, -1),) * 3
-    mem = membrane[core]
+    padded = membrane.shape
+    core_shape = tuple(n - 2 for n in padded)
+    bz, by = core_shape[:2]
     face_area = [spacing[1] * spacing[2], spacing[0] * spacing[2], spacing[0] * spacing[1]]
-    blocked = np.zeros((4,) + mem.shape, dtype=bool)
+    # work on the wall's voxels only (a few % of the block): their padded flat indices
+    cz, cy, cx = np.unravel_index(np.flatnonzero(membrane[1:-1, 1:-1, 1:-1]), core_shape)
+    at = ((cz + 1) * padded[1] + (cy + 1)) * padded[2] + (cx + 1)
+    strides = (padded[1] * padded[2], padded[2], 1)
+    flat = np.ascontiguousarray(labels).ravel()
+    sides = np.zeros(len(at), np.uint8)  # bit s: touches a bubble of half-cell code s
     ids, areas = [], []
     for axis in range(3):
         for step in (-1, 1):
-            neighbour = labels[_shifted(labels, axis, step)]
-            hit = mem & (neighbour > 0)
+            lab = flat[at + step * strides[axis]]
+            hit = lab > 0
             if not hit.any():
                 continue
-            lab = neighbour[hit]
-            side = side_lut[lab]
-            where = np.nonzero(hit)
-            blocked[(side,) + where] = True
+            lab = lab[hit]
+            sides[hit] |= np.left_shift(1, side_lut[lab]).astype(np.uint8)
             ids.append(lab)
             areas.append(np.full(lab.size, face_area[axis]))
     if ids:
-        all_ids = np.concatenate(ids)
-        uniq, inv = np.unique(all_ids, return_inverse=True)
+        uniq, inv = np.unique(np.concatenate(ids), return_inverse=True)
         area = np.bincount(inv, weights=np.concatenate(areas))
     else:
         uniq, area = np.zeros(0, labels.dtype), np.zeros(0)
-    any_side = blocked.any(axis=0)
-    counts = np.array([blocked[s].sum() for s in range(4)], dtype=np.int64)
-    return {"blocked": counts, "blocked_any": np.int64(any_side.sum()),
-            "row_map": blocked.sum(axis=3).astype(np.int32),
+    bits = [(sides >> s) & 1 for s in range(4)]
+    row = cz * by + cy
+    row_map = np.stack([np.bincount(row, weights=b, minlength=bz * by) for b in bits])
+    return {"blocked": np.array([int(b.sum()) for b in bits], dtype=np.int64),
+            "blocked_any": np.int64((sides > 0).sum()),
+            "row_map": row_map.reshape(4, bz, by).astype(np.int32),
             "ids": uniq.astype(np.uint64), "area": area}

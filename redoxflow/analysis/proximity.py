@@ -32,12 +32,13 @@ def boundary_points(mask: np.ndarray, origin: Sequence[int]) -> np.ndarray:
     >>> boundary_points(np.pad(np.ones((1, 1, 1), bool), 1), (10, 20, 30)).tolist()
     [[10, 20, 30]]
     """
-    core = mask[1:-1, 1:-1, 1:-1]
-    inner = core.copy()
-    for axis in range(3):
-        for step in (-1, 1):
-            sl = [slice(1, -1)] * 3
-            sl[axis] = slice(1 + step, mask.shape[axis] - 1 + step)
-            inner &= mask[tuple(sl)]
-    pts = np.argwhere(core & ~inner)
+    padded = mask.shape
+    core_shape = tuple(n - 2 for n in padded)
+    idx = np.unravel_index(np.flatnonzero(mask[1:-1, 1:-1, 1:-1]), core_shape)
+    at = ((idx[0] + 1) * padded[1] + (idx[1] + 1)) * padded[2] + (idx[2] + 1)
+    flat = np.ascontiguousarray(mask).ravel()
+    inner = np.ones(len(at), bool)
+    for stride in (padded[1] * padded[2], padded[2], 1):
+        inner &= flat[at - stride] & flat[at + stride]
+    pts = np.stack(idx, axis=1)[~inner]
     return (pts + np.asarray(origin)).astype(np.int32)
