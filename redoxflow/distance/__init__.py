@@ -203,8 +203,10 @@ def _slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which
     heads = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
     minima = np.empty((len(heads), len(masks)))
     at = np.empty((len(which), len(masks)))
+    need = labels.any(axis=2)  # only rows with label voxels (or points) are read
+    need[local_points[:, 0], local_points[:, 1]] = True
     for k, (mask, lo, hi) in enumerate(zip(masks, belows, aboves)):
-        d2 = slab_sqdist(np.asarray(mask, bool), z0, lo, hi, spacing)
+        d2 = slab_sqdist(np.asarray(mask, bool), z0, lo, hi, spacing, need)
         if len(heads):
             minima[:, k] = np.minimum.reduceat(d2.ravel()[where], heads)
         at[:, k] = d2[tuple(local_points.T)] if len(which) else at[:, k]

@@ -95,8 +95,9 @@ def _envelope(f, w, out, v, zb):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _slab(mask, z0, below, above, sz, sy, sx, out):  # pragma: no cover - compiled
-    """The three passes over a slab, one plane at a time (see :func:`slab_sqdist`)."""
+def _slab(mask, z0, below, above, sz, sy, sx, need, out):  # pragma: no cover - compiled
+    """The three passes over a slab, one plane at a time (see :func:`slab_sqdist`); rows
+    (plane, y) with ``need`` False are left unset."""
     bz, ny, nx = mask.shape
     nxt = np.empty((bz, ny, nx), np.int32)  # global z of the next feature at or after z
     for y in range(ny):
@@ -118,6 +119,10 @@ def _slab(mask, z0, below, above, sz, sy, sx, out):  # pragma: no cover - compil
             for x in range(nx):
                 if mask[k, y, x]:
                     prev[y, x] = z
+        if not need[k].any():
+            continue
+        for y in range(ny):
+            for x in range(nx):
                 gap = min(z - prev[y, x], nxt[k, y, x] - z)
                 column[x, y] = np.inf if gap >= NONE_ABOVE // 2 else wz * gap * gap
         for x in range(nx):
@@ -125,13 +130,15 @@ def _slab(mask, z0, below, above, sz, sy, sx, out):  # pragma: no cover - compil
                 line[y] = column[x, y]
             _envelope(line[:ny], wy, column[x], v, zb)
         for y in range(ny):
+            if not need[k, y]:
+                continue
             for x in range(nx):
                 line[x] = column[x, y]
             _envelope(line[:nx], wx, out[k, y], v, zb)
 
 
 def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
-                spacing: Sequence[float]) -> np.ndarray:
+                spacing: Sequence[float], need: np.ndarray | None = None) -> np.ndarray:
     """Exact squared Euclidean distance to the nearest feature voxel, for a slab of whole
     planes, given the columns' nearest feature before and after the slab.
 
@@ -144,6 +151,8 @@ def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
         (``NONE_BELOW`` / ``NONE_ABOVE`` where there is none).
     spacing : (z, y, x) float
         Voxel size.
+    need : bool ndarray, shape (bz, y), optional
+        The image rows whose distances are wanted (default all); others are left unset.
 
     Returns
     -------
@@ -163,7 +172,8 @@ def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
     True
     """
     out = np.empty(mask.shape, np.float64)
+    need = np.ones(mask.shape[:2], np.bool_) if need is None else np.asarray(need, np.bool_)
     _slab(np.ascontiguousarray(mask, dtype=np.bool_), int(z0),
           np.ascontiguousarray(below, np.int32), np.ascontiguousarray(above, np.int32),
-          float(spacing[0]), float(spacing[1]), float(spacing[2]), out)
+          float(spacing[0]), float(spacing[1]), float(spacing[2]), need, out)
     return out
