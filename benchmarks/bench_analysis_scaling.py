@@ -90,7 +90,9 @@ def main() -> None:
         row = {"voxels_M": round(nz * plane / 1e6, 1), "cc3d_s": round(t_cc3d, 2)}
         for mode in ("utile", "default"):
             out = subprocess.run([sys.executable, "-c", CHILD, str(store), mode],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{mode} analysis of {store} failed:\n{out.stderr[-3000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])
             key = "compat" if mode == "utile" else "default"
             row.update({f"{key}_wall_s": round(r["wall_s"], 1), f"{key}_cpu_s": round(r["cpu_s"], 1),
