@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
 import dask
 import numpy as np
 import xarray as xr
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from .._backend import Backend, blocks_to, to_numpy
 from ..common.options import check_choice
 from ..errors import InputError
 from ..io.volume import as_volume
 from ..labeling import remove_z_isolated
+from .cells import LEVELS, block_surface, cell_tables, reduce_surface
 from .filters import (
     filter_cut_by_fov,
     filter_degenerate,
@@ -58,7 +63,7 @@ def _resolve_properties(properties: Any) -> set[str]:
 
 def _partial_sums(labels) -> dict[str, np.ndarray]:
     """Per-block partial sums (on the blocks' backend), reduced exactly on the host."""
-    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in labels.chunks]
+    starts = _block_starts(labels)
     blocks = labels.to_delayed()
     tasks = [dask.delayed(_host_moments, pure=True)(
         blocks[idx], tuple(int(starts[a][idx[a]]) for a in range(3)))
@@ -68,6 +73,65 @@ def _partial_sums(labels) -> dict[str, np.ndarray]:
 
 def _host_moments(block, origin):
     return {key: to_numpy(value) for key, value in block_moments(block, origin).items()}
+
+
+def _block_starts(labels) -> list[np.ndarray]:
+    return [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in labels.chunks]
+
+
+NEIGHBOURS = ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2))
+
+
+def _distributed() -> bool:
+    """Whether dask computes on a distributed cluster (where blocks travel between workers)."""
+    scheduler = dask.base.get_scheduler()
+    return "distributed" in getattr(scheduler, "__module__", "")
+
+
+def _block_task(core, *neighbours, origin, shape, tables, pad, points, moments):
+    core = to_numpy(core)
+    planes = [None if n is None else to_numpy(n) for n in neighbours]
+    mom = _host_moments(core, origin) if moments else None
+    surf = block_surface(core, planes, origin, shape, tables, pad, points)
+    return mom, surf
+
+
+def _block_passes(labels, tables, pad, points, moments):
+    """One task per block: (moments or None, surface partial sums), host arrays.
+
+    A block's task also reads the first plane of its 7 high neighbours: sliced inside the
+    task on the local schedulers (no copies, no extra tasks), by one small task each on a
+    distributed cluster (only the planes travel).
+    """
+    starts = _block_starts(labels)
+    keys = labels.__dask_keys__()
+    name = "rf-surface-" + dask.base.tokenize(labels.name, tables.level, tables.spacing, pad,
+                                              points, moments)
+    func = functools.partial(_block_task, shape=tuple(labels.shape), tables=tables, pad=pad,
+                             points=points, moments=moments)
+    planes_as_tasks = _distributed()
+    dsk, out = {}, []
+    nb = labels.numblocks
+    for idx in np.ndindex(*nb):
+        args = []
+        for j, axes in enumerate(NEIGHBOURS):
+            nidx = tuple(idx[a] + (a in axes) for a in range(3))
+            if any(nidx[a] >= nb[a] for a in axes):
+                args.append(None)
+                continue
+            sl = tuple(slice(0, 1) if a in axes else slice(None) for a in range(3))
+            piece = (operator.getitem, keys[nidx[0]][nidx[1]][nidx[2]], sl)
+            if planes_as_tasks:
+                dsk[(name + "-plane", *idx, j)] = piece
+                piece = (name + "-plane", *idx, j)
+            args.append(piece)
+        origin = tuple(int(starts[a][idx[a]]) for a in range(3))
+        dsk[(name, *idx)] = (functools.partial(func, origin=origin),
+                             keys[idx[0]][idx[1]][idx[2]], *args)
+        out.append((name, *idx))
+    dsk[name] = (list, out)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[labels])
+    return Delayed(name, graph).compute()
 
 
 def regionprops(
@@ -87,9 +151,14 @@ def regionprops(
     """Per-bubble properties of a label volume as an ``xarray.Dataset`` with dim ``bubble``.
 
     Volumes, centroids, bounding boxes, covariances, principal axes, orientation and border
-    contacts are reduced exactly from per-chunk partial sums. Surface area, sphericity and
-    solidity are computed on per-bubble crops (marching cubes), in batches of bubbles that
-    read neighbouring regions.
+    contacts are reduced exactly from per-chunk partial sums. So are the surface area and
+    the enclosed volume of each bubble's marching-cubes iso-surface: marching cubes is local
+    to 2x2x2 cells, so they are sums over cells of per-configuration tables
+    (:mod:`redoxflow.measure.cells`), equal to meshing each bubble's crop
+    (:func:`~redoxflow.measure.surface.mesh_measures`) to rounding. Convex hulls (for
+    ``solidity`` only) are exact integer hulls of the mesh vertices, which lie on a lattice.
+    Every block is read once, with one plane of its neighbours; no mesh or crop is made.
+    Iso-levels other than 0.5 and 0 are meshed per bubble crop, in spatial batches.
 
     Parameters
     ----------
@@ -103,7 +172,8 @@ def regionprops(
         Covariance normalisation (0: population; 1: N - 1 as the reference).
     mc_level, mc_pad : float, bool
         Marching-cubes iso-level on the 0/1 crop (the bounding box grown by one voxel) and
-        whether to pad it closed where the volume's edge clips it.
+        whether to pad it closed where the volume's edge clips it (without padding the
+        surface stops at the volume's edge, as the reference's ``mc_level=0.0``).
     degenerate : float
         Elongation/flatness value when a denominator eigenvalue is 0.
     flat_zeroes_both : bool
@@ -111,16 +181,18 @@ def regionprops(
     canonical : bool
         Canonicalise the major axis' sign (False: the raw ``eigh`` vector, as the reference).
     batch_voxels : int
-        Upper bound of a crop batch's region (voxels).
+        Upper bound of a crop batch's region (voxels), for iso-levels meshed per crop.
     backend : {"numpy", "cupy"}
         Where the moment partial sums are computed: ``"cupy"`` moves each label block to the
-        GPU (same results; the small per-block sums come back to the host). Surface meshes
-        (marching cubes, convex hulls) are always computed on the CPU.
+        GPU (same results; the small per-block sums come back to the host). Surface sums and
+        convex hulls are always computed on the CPU.
 
     Returns
     -------
     xarray.Dataset
-        Coordinate ``bubble`` = label id; units in each variable's attrs.
+        Coordinate ``bubble`` = label id; units in each variable's attrs. Shape properties
+        add ``surface_area``, ``sphericity`` and ``surface_closed``, and ``solidity`` when it
+        is asked for.
 
     Examples
     --------
@@ -133,6 +205,9 @@ def regionprops(
     ([1, 2], [64.0, 8.0])
     >>> ds["centroid_voxel"].values[0].tolist(), ds["cut_by_fov"].values.tolist()
     ([1.5, 1.5, 1.5], [False, True])
+    >>> ds = regionprops(labels, spacing=2.0)  # all properties
+    >>> ds["surface_area"].values.round(2).tolist(), ds["solidity"].values.round(3).tolist()
+    ([64.87, 6.93], [1.0, 1.0])
     """
     props = _resolve_properties(properties)
     check_choice(backend, Backend, "backend")
@@ -141,11 +216,28 @@ def regionprops(
     arr = vol.data
     if np.dtype(arr.dtype).kind not in "iu":
         raise InputError(f"labels have dtype {arr.dtype}: label a mask first with redoxflow.label")
-    mom = _partial_sums(blocks_to(arr, backend))
-    arr = blocks_to(arr, "numpy")  # crops for the surface meshes are read on the host
+    shape_props = props & set(SHAPE_PROPERTIES)
+    hulls = "solidity" in props
+    host = blocks_to(arr, "numpy")  # surface sums and crops are computed on the host
+    cells = bool(shape_props) and float(mc_level) in LEVELS
+    surface_parts = None
+    if cells:
+        tables = cell_tables(float(mc_level), tuple(float(v) for v in sp))
+        fused = backend == "numpy"  # one read of each block for moments and surfaces
+        results = _block_passes(host, tables, bool(mc_pad), hulls, moments=fused)
+        surface_parts = [r[1] for r in results]
+        mom = (reduce_moments([r[0] for r in results]) if fused
+               else _partial_sums(blocks_to(arr, backend)))
+    else:
+        mom = _partial_sums(blocks_to(arr, backend))
     ds = _moment_dataset(mom, arr.shape, sp, ddof, degenerate, flat_zeroes_both, canonical)
-    if props & set(SHAPE_PROPERTIES):
-        _add_shape(ds, arr, mom, sp, mc_level, mc_pad, batch_voxels)
+    if shape_props:
+        if cells:
+            crop_origin = mom["bbmin"] - 1 if mc_pad else np.maximum(mom["bbmin"] - 1, 0)
+            mesh = reduce_surface(surface_parts, mom["ids"], crop_origin, tables, hulls)
+        else:
+            mesh = _crop_measures(host, mom, sp, mc_level, mc_pad, batch_voxels)
+        _add_shape(ds, mesh, mc_level, mc_pad, hulls)
     ds.attrs.update({"spacing": list(sp), "unit": "micrometer", "shape": list(arr.shape),
                      "ddof": ddof, "mc_level": mc_level, "mc_pad": int(mc_pad),
                      "canonical_orientation": int(canonical),
@@ -195,18 +287,28 @@ def _moment_dataset(mom, shape, sp, ddof, degenerate, flat_zeroes_both=False, ca
     return ds
 
 
-def _crop_batches(bbmin, bbmax, shape, budget):
-    """Group bubbles (sorted by first corner) into batches whose union box stays small."""
-    order = np.lexsort((bbmin[:, 2], bbmin[:, 1], bbmin[:, 0]))
-    batches, current, lo, hi = [], [], None, None
+def _crop_batches(bbmin, bbmax, budget, chunks):
+    """Group bubbles by the tile holding their first corner, then by a region budget.
+
+    Tiles are the chunks, halved along their longest side until a tile is at most half the
+    budget, so the batches' regions add up to about the volume (sorting all bubbles by z
+    alone made each batch span whole y-x planes: 7-18x the volume).
+    """
+    tile = np.array([max(c) if len(c) else 1 for c in chunks], dtype=np.int64)
+    while np.prod(tile) > max(budget // 2, 1) and tile.max() > 1:
+        tile[np.argmax(tile)] = (tile.max() + 1) // 2
+    key = bbmin // tile
+    order = np.lexsort((bbmin[:, 2], bbmin[:, 1], bbmin[:, 0], key[:, 2], key[:, 1],
+                        key[:, 0]))
+    batches, current, lo, hi, ckey = [], [], None, None, None
     for i in order:
         nlo = bbmin[i] if lo is None else np.minimum(lo, bbmin[i])
         nhi = bbmax[i] if hi is None else np.maximum(hi, bbmax[i])
-        if current and np.prod(nhi - nlo + 1) > budget:
+        if current and (np.prod(nhi - nlo + 1) > budget or tuple(key[i]) != ckey):
             batches.append((current, lo, hi))
             current, nlo, nhi = [], bbmin[i], bbmax[i]
         current.append(i)
-        lo, hi = nlo, nhi
+        lo, hi, ckey = nlo, nhi, tuple(key[i])
     if current:
         batches.append((current, lo, hi))
     return batches
@@ -233,7 +335,11 @@ def _big_bubble_task(arr, bid, lo, hi, clip_lo, clip_hi, sp, level, pad, budget)
     return dask.delayed(combine_slab_parts, pure=True)(parts)
 
 
-def _add_shape(ds, arr, mom, sp, level, pad, budget):
+def _crop_measures(arr, mom, sp, level, pad, budget):
+    """(area, enclosed volume, hull volume) per bubble from marching cubes on its crop.
+
+    Used for iso-levels without cell tables (see :mod:`.cells`).
+    """
     shape = np.asarray(arr.shape)
     grown_min = np.maximum(mom["bbmin"] - 1, 0)  # one voxel of margin, clipped to the volume
     grown_max = np.minimum(mom["bbmax"] + 1, shape - 1)
@@ -241,7 +347,7 @@ def _add_shape(ds, arr, mom, sp, level, pad, budget):
     clip_hi = (mom["bbmax"] + 1) - grown_max
     big = np.prod(grown_max - grown_min + 1, axis=1) > budget
     small = np.flatnonzero(~big)
-    batches = _crop_batches(grown_min[small], grown_max[small], arr.shape, budget)
+    batches = _crop_batches(grown_min[small], grown_max[small], budget, arr.chunks)
     tasks = []
     for members, lo, hi in batches:
         region = arr[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
@@ -257,6 +363,10 @@ def _add_shape(ds, arr, mom, sp, level, pad, budget):
     mesh = np.full((len(mom["ids"]), 3), np.nan)
     for (members, _), res in zip(tasks, results):
         mesh[members] = res
+    return mesh
+
+
+def _add_shape(ds, mesh, level, pad, hulls):
     area = mesh[:, 0]
     volume = ds["volume"].values
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -265,6 +375,8 @@ def _add_shape(ds, arr, mom, sp, level, pad, budget):
     ds["surface_area"] = ("bubble", area, {"units": "micrometer^2",
                                            "method": f"marching cubes level {level}"})
     ds["sphericity"] = ("bubble", sphericity, {"definition": "pi^(1/3) (6V)^(2/3) / A"})
-    ds["solidity"] = ("bubble", solidity, {"definition": "mesh volume / convex hull volume"})
+    if hulls:
+        ds["solidity"] = ("bubble", solidity,
+                          {"definition": "mesh volume / convex hull volume"})
     ds["surface_closed"] = ("bubble", ~ds["cut_by_fov"].values if not pad else
                             np.ones(len(area), bool), {})

@@ -24,7 +24,9 @@ def _mesh(vol: np.ndarray, spacing, level: float):
         verts, faces, _, _ = marching_cubes(vol, level=level, spacing=tuple(spacing))
     except (ValueError, RuntimeError):
         return None
-    return verts, faces
+    # skimage keeps float32 vertices at unit spacing: measure them in float64 (as it does
+    # for any other spacing), so areas and volumes do not depend on the spacing's dtype path
+    return verts.astype(np.float64), faces
 
 
 def _signed_volume(verts: np.ndarray, faces: np.ndarray) -> float:
