@@ -74,6 +74,15 @@ class CellTables:
         cfg -> (t, 3, 3) float64 vertex offsets in voxels, NaN rows for the centre vertex;
         and ``cfg, "centre"`` -> (3,) float64 fraction of the centre vertex as skimage
         computes it (double), before it is rounded to float32 at the crop position.
+
+    Examples
+    --------
+    Level 0 puts the vertices on the background voxels next to the object (the reference's
+    convention), so one voxel is an octahedron of 8 faces through its 6 neighbours:
+
+    >>> t = cell_tables(0.0, (1.0, 1.0, 1.0))
+    >>> float(8 * t.area[1]), (t.K, t.Kc), sorted(k for k in t.record_tris if type(k) is int)
+    (6.928203230275509, (1, 1), [107, 109, 182, 214])
     """
 
     level: float
@@ -259,13 +268,20 @@ def _rehash(keys, vals, cap):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _process(own, cor, m, z, gz, oy, ox, cell_z, edge_z, ecell, top, sp, t_area, t_vol,
-             t_nrm, t_flag, K, Kc, want_points, keys, vals, ids, acc, cnt, nlab, pts, plab,
-             npts, rec, nrec):  # pragma: no cover - compiled
-    """Edges (hull points) and cells (sums) of the owners of one plane; returns counters."""
+def _process(own, cor, start, m, z, gz, oy, ox, cell_z, edge_z, ecell, top, sp, t_area,
+             t_vol, t_nrm, t_flag, K, Kc, want_points, keys, vals, ids, acc, cnt, nlab, pts,
+             plab, npts, rec, nrec):  # pragma: no cover - compiled
+    """Edges (hull points) and cells (sums) of owners ``start..m-1`` of one plane.
+
+    Returns the counters and the owner it stopped at: before an owner that might not fit
+    (8 new labels, 14 points, 8 records), so the caller can grow the arrays and go on.
+    """
     last_l = np.int64(0)
     last_i = np.int64(-1)
-    for e in range(m):
+    for e in range(start, m):
+        if (2 * (nlab + 8) > keys.shape[0] or nlab + 8 > ids.shape[0]
+                or nrec + 8 > rec.shape[0] or (want_points and npts + 14 > pts.shape[0])):
+            return nlab, npts, nrec, e
         y = np.int64(own[e, 0])
         x = np.int64(own[e, 1])
         c0 = np.int64(cor[e, 0])
@@ -360,7 +376,7 @@ def _process(own, cor, m, z, gz, oy, ox, cell_z, edge_z, ecell, top, sp, t_area,
                 pts[npts, 2] = K * gx + K // 2
                 plab[npts] = li
                 npts += 1
-    return nlab, npts, nrec
+    return nlab, npts, nrec, m
 
 
 @numba.njit(cache=True, nogil=True)
@@ -416,25 +432,22 @@ def _scan(core, hz, hy, hx, hzy, hzx, hyx, hzyx, has, lo, ecell, top, origin, sp
         P1 = P[cur]
         _fill_plane(P1, z + 1, core, hz, hy, hx, hzy, hzx, hyx, hzyx, has)
         m = _plane_owners(P0, P1, lo[1], lo[2], flag, own, cor)
-        if m == 0:
-            continue
-        # room for the worst case of this plane: 8 labels and 14 points per owner
-        if 2 * (nlab + 8 * m) > keys.shape[0]:
-            cap = keys.shape[0]
-            while 2 * (nlab + 8 * m) > cap:
-                cap *= 2
-            keys, vals = _rehash(keys, vals, cap)
-        ids = _fit1(ids, nlab, 8 * m)
-        acc = _fit2(acc, nlab, 8 * m)
-        cnt = _fit1(cnt, nlab, 8 * m)
-        rec = _fit2(rec, nrec, 8 * m)
-        if want_points:
-            pts = _fit2(pts, npts, 14 * m)
-            plab = _fit1(plab, npts, 14 * m)
-        nlab, npts, nrec = _process(
-            own, cor, m, z, origin[0] + z, origin[1], origin[2], z <= ecell[0],
-            z + 1 <= top[0], ecell, top, sp, t_area, t_vol, t_nrm, t_flag, K, Kc,
-            want_points, keys, vals, ids, acc, cnt, nlab, pts, plab, npts, rec, nrec)
+        e = 0
+        while e < m:
+            nlab, npts, nrec, e = _process(
+                own, cor, e, m, z, origin[0] + z, origin[1], origin[2], z <= ecell[0],
+                z + 1 <= top[0], ecell, top, sp, t_area, t_vol, t_nrm, t_flag, K, Kc,
+                want_points, keys, vals, ids, acc, cnt, nlab, pts, plab, npts, rec, nrec)
+            if e < m:  # out of room: double what is full
+                if 2 * (nlab + 8) > keys.shape[0]:
+                    keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
+                ids = _fit1(ids, nlab, 8)
+                acc = _fit2(acc, nlab, 8)
+                cnt = _fit1(cnt, nlab, 8)
+                rec = _fit2(rec, nrec, 8)
+                if want_points:
+                    pts = _fit2(pts, npts, 14)
+                    plab = _fit1(plab, npts, 14)
     return ids[:nlab], acc[:nlab], cnt[:nlab], pts[:npts], plab[:npts], rec[:nrec]
 
 

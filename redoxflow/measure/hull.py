@@ -279,6 +279,13 @@ def quickhull(p):  # pragma: no cover - compiled
     Returns ``(vol6, fv, alive)``: six times the hull volume (exact, int64; -1 when the
     points are coplanar or fewer than 4), the facets' vertex indices and which facets are on
     the hull. Facets are oriented outwards.
+
+    Examples
+    --------
+    >>> corner = np.array([[0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 2], [1, 1, 0]])
+    >>> vol6, fv, alive = quickhull(corner)
+    >>> int(vol6), int(alive.sum())
+    (8, 4)
     """
     vol6, nf, ws = _quickhull(p, _workspace(p.shape[0]))
     return vol6, ws[0][:nf].copy(), ws[3][:nf].copy()
@@ -286,7 +293,16 @@ def quickhull(p):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def hull_vertices(p):  # pragma: no cover - compiled
-    """The points of ``p`` that are hull vertices (all of ``p`` when the hull is flat)."""
+    """The points of ``p`` that are hull vertices (all of ``p`` when the hull is flat).
+
+    Points inside the hull are dropped; a point on a face may stay (the hull is the same).
+
+    Examples
+    --------
+    >>> cube = np.array([[i, j, k] for i in (0, 2) for j in (0, 2) for k in (0, 2)])
+    >>> len(hull_vertices(np.concatenate([cube, [[1, 1, 1]]])))
+    8
+    """
     vol6, fv, alive = quickhull(p)
     if vol6 < 0:
         return p.copy()
@@ -306,6 +322,13 @@ def hull_volumes6(points, offsets):  # pragma: no cover - compiled
     -1 where a group is flat (coplanar) or has fewer than 4 points, -2 where its span reaches
     ``MAX_SPAN`` (not computed: the caller measures it in floating point). Points are
     translated to their group's first point.
+
+    Examples
+    --------
+    >>> corner = np.array([[0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 2]])
+    >>> hull_volumes6(np.concatenate([corner, corner + 5, corner[:3]]),
+    ...               np.array([0, 4, 8, 11])).tolist()
+    [8, 8, -1]
     """
     k = offsets.shape[0] - 1
     out = np.full(k, -1, np.int64)

@@ -141,23 +141,41 @@ def test_z_isolated_filter_numpy_and_dask_agree(rng):
 
 
 def test_regionprops_on_cluster_from_store(client, tmp_path, phantom):
+    import dask
+
     labels, n = label(phantom.classes == 1, out=tmp_path / "l.zarr", voxel_size=4.0)
     ds = regionprops(str(tmp_path / "l.zarr"))
     assert ds.sizes["bubble"] == n
     assert ds.attrs["spacing"] == [4.0, 4.0, 4.0]
     np.testing.assert_allclose(ds["volume"].sum(), (phantom.classes == 1).sum() * 64.0)
+    with dask.config.set(scheduler="threads"):  # neighbour planes sliced in the task
+        local = regionprops(str(tmp_path / "l.zarr"))
+    for name in ("surface_area", "sphericity", "solidity"):
+        np.testing.assert_allclose(ds[name].values, local[name].values, rtol=1e-12,
+                                   equal_nan=True, err_msg=name)
 
 
+@pytest.mark.parametrize("level", [0.5, 0.25])  # 0.25: meshed per crop (no cell tables)
 @pytest.mark.parametrize("pad", [True, False])
-def test_bubbles_larger_than_the_crop_budget_are_meshed_in_slabs_exactly(phantom, pad):
+def test_bubbles_larger_than_the_crop_budget_are_meshed_in_slabs_exactly(phantom, pad, level,
+                                                                         monkeypatch):
     import dask.array as da
+
+    import redoxflow.measure as M
 
     labels = phantom.instances.copy()
     labels[:, 30:34, :] = labels.max() + 1  # a wall spanning the volume, cut by every face
     arr = da.from_array(labels, chunks=(16, 40, 40))
-    whole = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad)
-    sliced = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad, batch_voxels=3000)
+    whole = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad, mc_level=level)
+    sliced = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad, mc_level=level,
+                         batch_voxels=3000)
     assert (np.prod([whole["bbox_max"] - whole["bbox_min"] + 3], axis=-1) > 3000).any()
     for name in ("surface_area", "sphericity", "solidity"):
         np.testing.assert_allclose(sliced[name].values, whole[name].values, rtol=1e-9,
                                    equal_nan=True, err_msg=name)
+    if level == 0.5:  # the cell tables give the slabs' (and the crops') values
+        monkeypatch.setattr(M, "LEVELS", ())  # mesh crops and slabs at level 0.5 too
+        crops = regionprops(arr, spacing=(2.0, 1.0, 1.0), mc_pad=pad, batch_voxels=3000)
+        for name in ("surface_area", "sphericity", "solidity"):
+            np.testing.assert_allclose(whole[name].values, crops[name].values, rtol=1e-9,
+                                       equal_nan=True, err_msg=name)
