@@ -6,12 +6,13 @@ import os
 from typing import Any
 
 import numpy as np
+import zarr
 
 from .._backend import Backend, blocks_to, to_numpy
 from ..common.options import Connectivity, check_choice
 from ..io.store import write_dask
 from ..io.volume import as_volume
-from .chunked import check_mask_block, label_dask, validate_mask
+from .chunked import KEEP_MIB, check_mask_block, label_dask, validate_mask
 from .kernels import label_block, label_dtype
 from .masks import remove_z_isolated
 
@@ -28,6 +29,8 @@ def label(
     voxel_size: Any = None,
     backend: Backend = "numpy",
     progress: bool = False,
+    levels: int | None = 1,
+    keep_mib: float = KEEP_MIB,
 ):
     """Label connected components of a 3D mask, exactly as ``scipy.ndimage.label`` numbers them.
 
@@ -57,6 +60,14 @@ def label(
         and a CUDA device); the labels are identical to the ``"numpy"`` backend's.
     progress : bool
         Show a progress bar while writing ``out``.
+    levels : int or None
+        Pyramid levels of the ``out`` store. Default 1: none, since a nearest-neighbour
+        label pyramid holds only strided copies of level 0 and building it would cost more
+        than labelling (``None``: the automatic pyramid of :func:`redoxflow.io.write_dask`).
+    keep_mib : float
+        Host memory (MiB) for block labels kept between the two passes, when the result is
+        computed at once (``out``, or a numpy input): kept blocks are read and labelled once
+        (see :func:`redoxflow.labeling.label_dask`); 0 labels every block twice.
 
     Returns
     -------
@@ -88,14 +99,20 @@ def label(
         labels, n = label_block(check_mask_block(mask, threshold), connectivity)
         return labels.astype(label_dtype(n), copy=False), n
     vol = as_volume(mask, what="mask")
+    at_once = out is not None or isinstance(mask, np.ndarray)  # a lazy result keeps nothing
     labels, n = label_dask(vol.data, connectivity=connectivity, threshold=threshold,
-                           backend=backend)
+                           backend=backend, keep_mib=keep_mib if at_once else 0.0)
     if out is None:
         if isinstance(mask, np.ndarray):  # numpy in, numpy out, whatever the backend
             return to_numpy(labels.compute()), n
         return labels, n
-    written = write_dask(blocks_to(labels, "numpy"), out,
-                         voxel_size=voxel_size if voxel_size is not None else vol.voxel_size,
-                         kind="labels", overwrite=overwrite,
-                         attrs={"n_labels": n, "connectivity": connectivity}, progress=progress)
+    # zarr's test for chunks equal to the fill value costs more than compressing them (a
+    # full-block comparison, serialised in zarr's event loop): label chunks are written as
+    # they are (an empty one compresses to a few bytes)
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        written = write_dask(blocks_to(labels, "numpy"), out,
+                             voxel_size=voxel_size if voxel_size is not None else vol.voxel_size,
+                             kind="labels", overwrite=overwrite, levels=levels,
+                             attrs={"n_labels": n, "connectivity": connectivity},
+                             progress=progress)
     return written, n

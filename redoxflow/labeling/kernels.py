@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
@@ -44,17 +45,14 @@ def first_voxels(labels, n: int, origin: Sequence[int], shape: Sequence[int]) ->
     >>> first_voxels(np.array([[[0, 2, 1, 2]]]), 2, (1, 0, 0), (2, 1, 4)).tolist()
     [6, 5]
     """
-    flat = labels.ravel()
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     if backend_of(labels) == "numpy":
-        idx = np.flatnonzero(flat)
-        first = np.zeros(n + 1, dtype=np.int64)
-        # repeated indices: the last write wins, so write in reverse to keep the smallest index
-        first[flat[idx[::-1]]] = idx[::-1]
-        first = first[1:]
-    elif n == 0:
-        first = np.zeros(0, dtype=np.int64)
+        # one compiled scan that stops once every label has been seen
+        first = _first_indices(np.ascontiguousarray(labels).reshape(-1), n)
     else:
         xp = get_array_module(labels)
+        flat = labels.ravel()
         idx = xp.flatnonzero(flat)
         lo, _ = group_min_max(flat[idx].astype(xp.int64) - 1, idx, n, flat.size)
         first = to_numpy(lo)
@@ -117,17 +115,43 @@ def touching_pairs(lower: np.ndarray, upper: np.ndarray, connectivity: int) -> n
     >>> touching_pairs(lower, upper, 26).tolist(), touching_pairs(lower, upper, 6).tolist()
     ([[1, 5]], [])
     """
-    U, V = lower.shape
-    found = []
-    for du, dv in plane_offsets(connectivity):
-        a = lower[max(0, -du):U - max(0, du), max(0, -dv):V - max(0, dv)]
-        b = upper[max(0, du):U - max(0, -du), max(0, dv):V - max(0, -dv)]
-        hit = (a != 0) & (b != 0)
-        if hit.any():
-            found.append(np.stack([a[hit], b[hit]], axis=1))
-    if not found:
+    lower = np.ascontiguousarray(lower, dtype=np.uint64)
+    upper = np.ascontiguousarray(upper, dtype=np.uint64)
+    offsets = np.array(plane_offsets(connectivity), dtype=np.int64)
+    out = np.empty((np.count_nonzero(lower) * len(offsets), 2), dtype=np.uint64)
+    k = _touching(lower, upper, offsets, out)
+    if k == 0:
         return np.zeros((0, 2), dtype=np.uint64)
-    return np.unique(np.concatenate(found), axis=0)
+    return np.unique(out[:k], axis=0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _touching(lower, upper, offsets, out):  # pragma: no cover - compiled
+    """Write the pairs (lower[u, v], upper[u + du, v + dv]) of non-zero ids into ``out``;
+    a pair equal to the previous one is skipped (runs along a row repeat it) -> count."""
+    U, V = lower.shape
+    k = 0
+    last_a = np.uint64(0)
+    last_b = np.uint64(0)
+    for u in range(U):
+        for v in range(V):
+            a = lower[u, v]
+            if a == 0:
+                continue
+            for j in range(offsets.shape[0]):
+                uu = u + offsets[j, 0]
+                vv = v + offsets[j, 1]
+                if uu < 0 or uu >= U or vv < 0 or vv >= V:
+                    continue
+                b = upper[uu, vv]
+                if b == 0 or (a == last_a and b == last_b):
+                    continue
+                out[k, 0] = a
+                out[k, 1] = b
+                k += 1
+                last_a = a
+                last_b = b
+    return k
 
 
 def resolve(counts: Sequence[int], firsts: Sequence[np.ndarray],
@@ -196,13 +220,80 @@ def label_dtype(n: int) -> np.dtype:
     return np.dtype(np.uint32) if n < 2**32 - 1 else np.dtype(np.uint64)
 
 
-def relabel(labels, lut: np.ndarray):
+def relabel(labels, lut: np.ndarray, out=None, *, check: bool = True):
     """Apply a lookup table (host array) to a label block, on the block's backend.
+
+    On the host the table is applied by one compiled pass, into ``out`` when given (``out``
+    may be ``labels`` itself when the dtypes agree: relabelling in place). Every label must
+    index the table: ``check`` verifies it first (one more pass; skip it only for labels
+    known to be in range, such as a kernel's ``1..n`` with a table of ``n + 1`` entries).
 
     Examples
     --------
     >>> relabel(np.array([[[0, 1, 2]]], np.uint32), np.array([0, 7, 3], np.uint32)).tolist()
     [[[0, 7, 3]]]
+    >>> a = np.array([2, 0, 1], np.uint32)
+    >>> relabel(a, np.array([0, 5, 9], np.uint32), out=a) is a, a.tolist()
+    (True, [9, 0, 5])
+    >>> relabel(np.array([3], np.uint32), np.array([0, 5], np.uint32))
+    Traceback (most recent call last):
+    ...
+    ValueError: label 3 is outside the lookup table of 2 entries
     """
-    xp = get_array_module(labels)
-    return xp.take(xp.asarray(lut), labels)
+    if backend_of(labels) != "numpy":
+        xp = get_array_module(labels)
+        return xp.take(xp.asarray(lut), labels)
+    lut = np.ascontiguousarray(lut)
+    if check and labels.size:
+        for bad in (int(labels.max()), int(labels.min()) if labels.dtype.kind == "i" else 0):
+            if not 0 <= bad < len(lut):
+                raise ValueError(f"label {bad} is outside the lookup table of {len(lut)} "
+                                 "entries")
+    if out is None:
+        out = np.empty(labels.shape, dtype=lut.dtype)
+    if out.shape != labels.shape or out.dtype != lut.dtype:
+        raise ValueError(f"out must have shape {labels.shape} and dtype {lut.dtype}")
+    direct = out.flags.c_contiguous
+    dst = out.reshape(-1) if direct else np.empty(out.size, dtype=lut.dtype)
+    _remap(np.ascontiguousarray(labels).reshape(-1), lut, dst)
+    if not direct:
+        out[...] = dst.reshape(out.shape)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _remap(src, lut, dst):  # pragma: no cover - compiled
+    """``dst[i] = lut[src[i]]`` (``src`` may be ``dst``; labels already checked in range)."""
+    for i in range(src.shape[0]):
+        dst[i] = lut[src[i]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_indices(flat, n):  # pragma: no cover - compiled
+    """Smallest flat index of each label ``1..n`` (-1 if absent; other values are ignored).
+
+    Runs of 64 voxels are OR-ed first (a loop the compiler vectorises) and scanned one by
+    one only when they hold a label; the scan stops once all ``n`` labels are found.
+    """
+    first = np.full(n, -1, np.int64)
+    found = 0
+    size = flat.shape[0]
+    whole = size - size % 64
+    count = np.uint64(n)
+    one = np.uint64(1)
+    for start in range(0, size, 64):
+        stop = start + 64 if start < whole else size
+        if stop - start == 64:  # a fixed trip count: vectorised
+            any_ = flat[start]
+            for i in range(start, start + 64):
+                any_ |= flat[i]
+            if any_ == 0:
+                continue
+        for i in range(start, stop):
+            k = np.uint64(flat[i]) - one  # 0 (and anything negative) wraps: 1 <= v <= n in one test
+            if k < count and first[k] < 0:
+                first[k] = i
+                found += 1
+                if found == n:
+                    return first
+    return first

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+import zarr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from redoxflow.errors import InputError
-from redoxflow.labeling import label
+from redoxflow.io import open_volume
+from redoxflow.labeling import chunked, kernels, label, label_dask
 from redoxflow.labeling.kernels import label_dtype, resolve
 
 RANK = {6: 1, 18: 2, 26: 3}
@@ -22,12 +24,20 @@ def scipy_label(mask, connectivity):
 
 
 def check(mask, connectivity, chunks):
+    """The lazy result (every block labelled twice) and the result of a run that keeps about
+    half of the blocks' labels between the passes (kept and relabelled blocks side by side)
+    both equal scipy."""
     ref, n_ref = scipy_label(mask, connectivity)
     labels, n = label(da.from_array(mask, chunks=chunks), connectivity=connectivity)
     got = labels.compute()
     assert n == n_ref
     assert got.dtype == np.uint32
     np.testing.assert_array_equal(got, ref)
+    half = 4 * mask.size / 2 / 2**20
+    kept, n = label_dask(da.from_array(mask, chunks=chunks), connectivity=connectivity,
+                         keep_mib=half)
+    assert n == n_ref
+    np.testing.assert_array_equal(kept.compute(), ref)
 
 
 def spiral(shape):
@@ -156,6 +166,125 @@ def test_on_local_cluster_and_zarr_output(client, tmp_path, rng):
     # label the written store itself (a path input)
     again, n2 = label(tmp_path / "labels.zarr", threshold=0)
     assert n2 == n_ref
+
+
+@pytest.mark.parametrize("keep_mib, plan", [(0.0, None), (0.05, int), (1.0, "raw")])
+def test_kept_labels_equal_scipy_and_are_used_once(keep_mib, plan, rng):
+    """Nothing kept, every block kept compressed (sparse blobs compress well: 0.05 MiB is
+    less than the raw labels' 0.11 MiB), every block kept as it is."""
+    mask = ndimage.gaussian_filter(rng.random((30, 31, 32)), 1.5) > 0.6
+    ref, n_ref = scipy_label(mask, 26)
+    darr = da.from_array(mask, chunks=(8, 9, 10))
+    got_plan = chunked._keep_plan(darr, keep_mib)
+    assert got_plan == plan if not isinstance(plan, type) else isinstance(got_plan, plan)
+    labels, n = label_dask(darr, keep_mib=keep_mib)
+    assert n == n_ref
+    np.testing.assert_array_equal(labels.compute(), ref)
+    if plan is not None:  # pass 2 relabelled the kept labels in place: a second use must fail
+        with pytest.raises(RuntimeError, match="computed once"):
+            labels.compute()
+    else:
+        np.testing.assert_array_equal(labels.compute(), ref)
+
+
+def test_blocks_that_do_not_compress_to_their_share_are_labelled_again(rng):
+    """Blocks of isolated voxels (one id each: LZ4 halves them at best) miss their share of
+    the budget, sparse blocks fit it: both kinds of pass 2 side by side."""
+    z, y, x = np.indices((32, 30, 30))
+    mask = (z + y + x) % 2 == 0
+    mask[16:] = rng.random((16, 30, 30)) < 0.01
+    ref, n_ref = scipy_label(mask, 6)
+    darr = da.from_array(mask, chunks=(8, 15, 15))
+    share = chunked._keep_plan(darr, 0.05)
+    assert isinstance(share, int)
+    kept = [chunked._Kept.packed(kernels.label_block(b, 6)[0], share) is not None
+            for b in (mask[:8, :15, :15], mask[24:, :15, :15])]
+    assert kept == [False, True]
+    labels, n = label_dask(darr, connectivity=6, keep_mib=0.05)
+    assert n == n_ref
+    np.testing.assert_array_equal(labels.compute(), ref)
+
+
+def test_numpy_input_keeps_labels_on_the_cupy_free_path(rng):
+    """label(numpy, out=None) through the chunked path (uint8 0/1 mask, explicit keep)."""
+    mask = (rng.random((25, 26, 27)) < 0.3).astype(np.uint8)
+    ref, n_ref = scipy_label(mask, 18)
+    for keep in (0.0, 1.0):
+        labels, n = label(da.from_array(mask, chunks=7), connectivity=18, out=None,
+                          keep_mib=keep)
+        assert n == n_ref
+        np.testing.assert_array_equal(labels.compute(), ref)
+
+
+def test_store_output_levels_and_kept_labels(tmp_path, rng):
+    mask = rng.random((64, 64, 72)) < 0.3
+    ref, n_ref = scipy_label(mask, 26)
+    for keep in (0.0, 0.2, 100.0):  # none, some, all blocks kept
+        out, n = label(da.from_array(mask, chunks=(16, 20, 36)), out=tmp_path / "l.zarr",
+                       overwrite=True, keep_mib=keep)
+        assert n == n_ref and out.attrs["n_levels"] == 1 and out.dtype == np.uint32
+        np.testing.assert_array_equal(out.values, ref)
+    compressors = zarr.open_array(str(tmp_path / "l.zarr" / "0"), mode="r").compressors
+    assert [(c.cname.value, c.shuffle.value) for c in compressors] == [("lz4", "noshuffle")]
+    out, _ = label(da.from_array(mask, chunks=(16, 20, 36)), out=tmp_path / "p.zarr",
+                   levels=None)
+    assert out.attrs["n_levels"] == 2  # the automatic pyramid, on request
+    np.testing.assert_array_equal(open_volume(tmp_path / "p.zarr", level=1).values,
+                                  ref[::2, ::2, ::2])
+
+
+def test_first_voxels_of_any_numbering(rng):
+    """The compiled scan finds each label's smallest raster index, whatever the order."""
+    labels = rng.integers(0, 40, (9, 10, 11)).astype(np.uint32)
+    labels[labels == 17] = 0  # a missing id is renumbered below so every id 1..n occurs
+    ids = np.unique(labels[labels > 0])
+    dense = np.searchsorted(ids, labels).astype(np.uint32) + 1
+    dense[labels == 0] = 0
+    n = len(ids)
+    flat = dense.ravel()
+    expected = [int(np.flatnonzero(flat == k)[0]) for k in range(1, n + 1)]
+    got = kernels.first_voxels(dense, n, (0, 0, 0), dense.shape)
+    assert got.tolist() == expected
+    shifted = kernels.first_voxels(dense, n, (2, 0, 3), (20, 10, 20))
+    z, y, x = np.unravel_index(expected, dense.shape)
+    assert shifted.tolist() == np.ravel_multi_index((z + 2, y, x + 3), (20, 10, 20)).tolist()
+    assert kernels.first_voxels(np.zeros((2, 2, 2), np.uint32), 0, (0, 0, 0), (2, 2, 2)).size == 0
+
+
+def _pairs_reference(lower, upper, connectivity):
+    """Every touching pair, one numpy comparison per in-plane offset (the former kernel)."""
+    U, V = lower.shape
+    found = [np.zeros((0, 2), np.uint64)]
+    for du, dv in kernels.plane_offsets(connectivity):
+        a = lower[max(0, -du):U - max(0, du), max(0, -dv):V - max(0, dv)]
+        b = upper[max(0, du):U - max(0, -du), max(0, dv):V - max(0, -dv)]
+        hit = (a != 0) & (b != 0)
+        found.append(np.stack([a[hit], b[hit]], axis=1).astype(np.uint64))
+    return np.unique(np.concatenate(found), axis=0)
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_touching_pairs_equal_a_plain_reference(connectivity, rng):
+    for shape, ids in (((13, 17), 5), ((1, 9), 3), ((8, 1), 4), ((30, 30), 200)):
+        lower = rng.integers(0, ids, shape).astype(np.uint64) * (rng.random(shape) < 0.6)
+        upper = (rng.integers(0, ids, shape).astype(np.uint64) | np.uint64(1 << 40)) \
+            * (rng.random(shape) < 0.6)
+        got = kernels.touching_pairs(lower, upper, connectivity)
+        np.testing.assert_array_equal(got, _pairs_reference(lower, upper, connectivity))
+
+
+def test_relabel_in_place_and_out_of_range():
+    labels = np.array([[[3, 0, 1], [2, 2, 0]]], np.uint32)
+    lut = np.array([0, 9, 8, 7], np.uint32)
+    np.testing.assert_array_equal(kernels.relabel(labels, lut), [[[7, 0, 9], [8, 8, 0]]])
+    assert kernels.relabel(labels, lut.astype(np.uint64)).dtype == np.uint64
+    same = kernels.relabel(labels, lut, out=labels)
+    assert same is labels and labels.tolist() == [[[7, 0, 9], [8, 8, 0]]]
+    strided = np.zeros((3, 4), np.uint32)[:, ::2]
+    kernels.relabel(np.array([[1, 2], [3, 0], [0, 1]], np.uint32), lut, out=strided)
+    assert strided.tolist() == [[9, 8], [7, 0], [0, 9]]
+    with pytest.raises(ValueError, match="outside the lookup table"):
+        kernels.relabel(np.array([4], np.uint32), lut)
 
 
 @settings(max_examples=40, deadline=None)
