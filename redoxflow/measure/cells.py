@@ -36,7 +36,7 @@ import numba
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from .hull import hull_vertices, hull_volumes6
+from .hull import MAX_SPAN, _quickhull, _workspace, hull_volumes6
 
 #: Iso-levels measured from cell tables (others fall back to per-crop meshes).
 LEVELS = (0.5, 0.0)
@@ -46,9 +46,6 @@ CORNERS = np.array([(i >> 2 & 1, i >> 1 & 1, i & 1) for i in range(8)])
 LEWINER = np.array([(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0),
                     (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0)])
 CENTRE, RECORD = 1, 2  # flags of a configuration
-#: A label's candidate hull points in one block are reduced to their hull's vertices beyond
-#: this many (keeps the points of a volume-spanning label small).
-REDUCE_ABOVE = 4096
 
 
 @dataclass(frozen=True)
@@ -216,32 +213,34 @@ def _row_flags(r00, r01, r10, r11, flag, nx):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _plane_owners(P0, P1, ylo, xlo, flag, own, cor):  # pragma: no cover - compiled
-    """Owner points (y, x) of plane pair (P0, P1) whose 8 corners differ, and the corners."""
+def _owners(P0, P1, y, xlo, flag, own, cor):  # pragma: no cover - compiled
+    """Owner points (y, x) of plane pair (P0, P1), from row y on, whose 8 corners differ,
+    and their corners, while whole rows fit in ``own``; returns their number and the next
+    row."""
     ny = P0.shape[0] - 2
     nx = P0.shape[1] - 2
     m = 0
-    for y in range(ylo, ny):
+    while y < ny and m + nx + 1 <= own.shape[0]:
         r00 = P0[y + 1]
         r01 = P0[y + 2]
         r10 = P1[y + 1]
         r11 = P1[y + 2]
-        if _row_flags(r00, r01, r10, r11, flag, nx) == 0:
-            continue
-        for i in range(xlo + 1, nx + 1):
-            if flag[i]:
-                own[m, 0] = y
-                own[m, 1] = i - 1
-                cor[m, 0] = r00[i]
-                cor[m, 1] = r00[i + 1]
-                cor[m, 2] = r01[i]
-                cor[m, 3] = r01[i + 1]
-                cor[m, 4] = r10[i]
-                cor[m, 5] = r10[i + 1]
-                cor[m, 6] = r11[i]
-                cor[m, 7] = r11[i + 1]
-                m += 1
-    return m
+        if _row_flags(r00, r01, r10, r11, flag, nx) != 0:
+            for i in range(xlo + 1, nx + 1):
+                if flag[i]:
+                    own[m, 0] = y
+                    own[m, 1] = i - 1
+                    cor[m, 0] = r00[i]
+                    cor[m, 1] = r00[i + 1]
+                    cor[m, 2] = r01[i]
+                    cor[m, 3] = r01[i + 1]
+                    cor[m, 4] = r10[i]
+                    cor[m, 5] = r10[i + 1]
+                    cor[m, 6] = r11[i]
+                    cor[m, 7] = r11[i + 1]
+                    m += 1
+        y += 1
+    return m, y
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -411,8 +410,9 @@ def _scan(core, hz, hy, hx, hzy, hzx, hyx, hzyx, has, lo, ecell, top, origin, sp
     nz, ny, nx = core.shape
     P = np.zeros((2, ny + 2, nx + 2), core.dtype)
     flag = np.zeros(nx + 2, np.uint8)
-    own = np.zeros(((ny + 1) * (nx + 1), 2), np.int32)
-    cor = np.zeros(((ny + 1) * (nx + 1), 8), core.dtype)
+    room = max(8192, 2 * (nx + 1))  # owners handled at a time (whole rows)
+    own = np.zeros((room, 2), np.int32)
+    cor = np.zeros((room, 8), core.dtype)
     keys = np.zeros(1024, np.int64)
     vals = np.zeros(1024, np.int64)
     ids = np.zeros(256, np.int64)
@@ -431,29 +431,38 @@ def _scan(core, hz, hy, hx, hzy, hzx, hyx, hzyx, has, lo, ecell, top, origin, sp
         cur = 1 - cur
         P1 = P[cur]
         _fill_plane(P1, z + 1, core, hz, hy, hx, hzy, hzx, hyx, hzyx, has)
-        m = _plane_owners(P0, P1, lo[1], lo[2], flag, own, cor)
-        e = 0
-        while e < m:
-            nlab, npts, nrec, e = _process(
-                own, cor, e, m, z, origin[0] + z, origin[1], origin[2], z <= ecell[0],
-                z + 1 <= top[0], ecell, top, sp, t_area, t_vol, t_nrm, t_flag, K, Kc,
-                want_points, keys, vals, ids, acc, cnt, nlab, pts, plab, npts, rec, nrec)
-            if e < m:  # out of room: double what is full
-                if 2 * (nlab + 8) > keys.shape[0]:
-                    keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
-                ids = _fit1(ids, nlab, 8)
-                acc = _fit2(acc, nlab, 8)
-                cnt = _fit1(cnt, nlab, 8)
-                rec = _fit2(rec, nrec, 8)
-                if want_points:
-                    pts = _fit2(pts, npts, 14)
-                    plab = _fit1(plab, npts, 14)
+        cell_z = z <= ecell[0]
+        edge_z = z + 1 <= top[0]
+        gz = origin[0] + z
+        y = lo[1]
+        while y < ny:
+            m, y = _owners(P0, P1, y, lo[2], flag, own, cor)
+            e = 0
+            while e < m:
+                nlab, npts, nrec, e = _process(
+                    own, cor, e, m, z, gz, origin[1], origin[2], cell_z, edge_z, ecell, top,
+                    sp, t_area, t_vol, t_nrm, t_flag, K, Kc, want_points, keys, vals, ids,
+                    acc, cnt, nlab, pts, plab, npts, rec, nrec)
+                if e < m:  # out of room: double what is full
+                    if 2 * (nlab + 8) > keys.shape[0]:
+                        keys, vals = _rehash(keys, vals, 2 * keys.shape[0])
+                    ids = _fit1(ids, nlab, 8)
+                    acc = _fit2(acc, nlab, 8)
+                    cnt = _fit1(cnt, nlab, 8)
+                    rec = _fit2(rec, nrec, 8)
+                    if want_points:
+                        pts = _fit2(pts, npts, 14)
+                        plab = _fit1(plab, npts, 14)
     return ids[:nlab], acc[:nlab], cnt[:nlab], pts[:npts], plab[:npts], rec[:nrec]
 
 
 @numba.njit(cache=True, nogil=True)
-def _group(pts, plab, k, reduce_above):  # pragma: no cover - compiled
-    """Points grouped by label index (CSR), large groups reduced to their hull vertices."""
+def _group_hulls(pts, plab, k):  # pragma: no cover - compiled
+    """Points grouped by label index (CSR), each group's exact hull and its vertices.
+
+    Returns offsets, the groups' hull vertices (all points of a group whose hull is flat)
+    and 6 x hull volume per group (-1: flat, -2: wider than ``MAX_SPAN``).
+    """
     counts = np.zeros(k + 1, np.int64)
     for i in range(plab.shape[0]):
         counts[plab[i] + 1] += 1
@@ -464,26 +473,46 @@ def _group(pts, plab, k, reduce_above):  # pragma: no cover - compiled
         g = plab[i]
         grouped[pos[g]] = pts[i]
         pos[g] += 1
-    big = False
+    largest = 4
     for g in range(k):
-        if offsets[g + 1] - offsets[g] > reduce_above:
-            big = True
-    if not big:
-        return offsets, grouped
-    parts = []
+        largest = max(largest, offsets[g + 1] - offsets[g])
+    ws = _workspace(largest)
+    local = np.empty((largest, 3), np.int64)
+    keep = np.zeros(plab.shape[0], np.bool_)
+    vol6 = np.full(k, -1, np.int64)
+    for g in range(k):
+        a = offsets[g]
+        b = offsets[g + 1]
+        span = 0
+        for axis in range(3):
+            lo = grouped[a, axis] if b > a else 0
+            hi = lo
+            for j in range(a, b):
+                local[j - a, axis] = grouped[j, axis] - grouped[a, axis]
+                lo = min(lo, grouped[j, axis])
+                hi = max(hi, grouped[j, axis])
+            span = max(span, hi - lo)
+        if span >= MAX_SPAN:
+            vol6[g] = -2
+        elif b - a >= 4:
+            v, nf, ws = _quickhull(local[:b - a], ws)
+            vol6[g] = v
+        if vol6[g] < 0:
+            keep[a:b] = True
+            continue
+        fv = ws[0]
+        alive = ws[3]
+        for f in range(nf):
+            if alive[f]:
+                keep[a + fv[f, 0]] = True
+                keep[a + fv[f, 1]] = True
+                keep[a + fv[f, 2]] = True
     sizes = np.zeros(k + 1, np.int64)
     for g in range(k):
-        grp = grouped[offsets[g]:offsets[g + 1]]
-        if grp.shape[0] > reduce_above:
-            base = grp[0].copy()
-            grp = hull_vertices(grp - base) + base
-        parts.append(grp)
-        sizes[g + 1] = grp.shape[0]
-    offsets = np.cumsum(sizes)
-    out = np.empty((offsets[-1], 3), np.int64)
-    for g in range(k):
-        out[offsets[g]:offsets[g + 1]] = parts[g]
-    return offsets, out
+        for j in range(offsets[g], offsets[g + 1]):
+            if keep[j]:
+                sizes[g + 1] += 1
+    return np.cumsum(sizes), grouped[keep], vol6
 
 
 def _dummy(dtype) -> np.ndarray:
@@ -509,14 +538,16 @@ def block_surface(core: np.ndarray, neighbours: Sequence[np.ndarray | None],
     pad : bool
         Count the cells that straddle the volume's faces (background outside).
     points : bool
-        Also collect the hull points (marching-cubes vertex positions, lattice units).
+        Also compute each label's convex hull in the block (of its marching-cubes vertices,
+        lattice units) and keep the hull's vertices.
 
     Returns
     -------
     dict
         ``ids`` (uint64), ``sums`` (k, 6: area, L, N_z, N_y, N_x, p.N with p from the block's
-        origin), ``cells`` (k), ``offsets`` (k + 1) and ``points`` (m, 3) int64, ``records``
-        (r, 5: label index, global cell z, y, x, configuration) and ``origin``.
+        origin), ``cells`` (k), ``offsets`` (k + 1) and ``points`` (m, 3) int64 (hull
+        vertices per label), ``hull6`` (k: 6 x hull volume in lattice units, -1 if flat),
+        ``records`` (r, 5: label index, global cell z, y, x, configuration) and ``origin``.
 
     Examples
     --------
@@ -530,6 +561,8 @@ def block_surface(core: np.ndarray, neighbours: Sequence[np.ndarray | None],
     ([7], [8], 1.7321)
     >>> (part["points"] - 2).tolist()  # half voxels from the voxel's centre
     [[-1, 0, 0], [0, -1, 0], [0, 0, -1], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    >>> part["hull6"].tolist()  # 6 x (4/3 half-voxels^3): 1/6 voxel^3
+    [8]
     """
     core = np.ascontiguousarray(core)
     if core.dtype.kind not in "iu":
@@ -550,11 +583,13 @@ def block_surface(core: np.ndarray, neighbours: Sequence[np.ndarray | None],
         np.asarray(tables.spacing, np.float64), tables.area, tables.volume, tables.normal,
         tables.flag, tables.K, tables.Kc, points)
     if points:
-        offsets, grouped = _group(pts, plab, len(ids), REDUCE_ABOVE)
+        offsets, grouped, vol6 = _group_hulls(pts, plab, len(ids))
     else:
         offsets, grouped = np.zeros(len(ids) + 1, np.int64), np.zeros((0, 3), np.int64)
+        vol6 = np.full(len(ids), -1, np.int64)
     return {"ids": ids.view(np.uint64), "sums": acc, "cells": cnt, "offsets": offsets,
-            "points": grouped, "records": rec, "origin": np.asarray(origin, np.int64)}
+            "points": grouped, "hull6": vol6, "records": rec,
+            "origin": np.asarray(origin, np.int64)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -649,45 +684,66 @@ def reduce_surface(parts: Sequence[dict], ids: np.ndarray, crop_origin: np.ndarr
         if hulls:
             groups.append(part)
             group_idx.append(gi)
-    if idx:
-        idx = np.concatenate(idx)
-        area = np.bincount(idx, np.concatenate(area), minlength=k)
-        signed = np.bincount(idx, np.concatenate(signed), minlength=k)
-        cells = np.bincount(idx, np.concatenate(cells), minlength=k)
-    else:
-        area, signed, cells = np.zeros(k), np.zeros(k), np.zeros(k)
+    if not idx:
+        return out
+    idx = np.concatenate(idx)
+    area = np.bincount(idx, np.concatenate(area), minlength=k)
+    signed = np.bincount(idx, np.concatenate(signed), minlength=k)
+    cells = np.bincount(idx, np.concatenate(cells), minlength=k)
     has_surface = cells > 0
     out[has_surface, 0] = area[has_surface]
     out[has_surface, 1] = np.abs(signed[has_surface])
     if hulls:
-        points, offsets = _gather(groups, group_idx, k)
-        cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], hull_tasks + 1)[1:-1])
-        bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, k), [k]]))
-        tasks = [dask.delayed(_hull_batch, pure=False)(
-            points[offsets[a]:offsets[b]], offsets[a:b + 1] - offsets[a])
-            for a, b in zip(bounds[:-1], bounds[1:])]
-        vol6 = np.concatenate(dask.compute(tasks)[0]) if tasks else np.zeros(0)
+        # a label seen by one block has its hull from there; others: hull of their blocks'
+        # hull vertices (the hull of a union is the hull of the parts' hulls)
+        blocks = np.bincount(np.concatenate(group_idx), minlength=k)
+        vol6 = np.full(k, -1.0)
+        redo = blocks > 1
+        for gi, part in zip(group_idx, groups):
+            one = blocks[gi] == 1
+            vol6[gi[one]] = part["hull6"][one]
+        redo |= vol6 == -2
+        if redo.any():
+            points, offsets, which = _gather(groups, group_idx, redo)
+            cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1],
+                                                        hull_tasks + 1)[1:-1])
+            bounds = np.unique(np.concatenate([[0], np.clip(cuts, 0, len(which)),
+                                               [len(which)]]))
+            tasks = [dask.delayed(_hull_batch, pure=False)(
+                points[offsets[a]:offsets[b]], offsets[a:b + 1] - offsets[a])
+                for a, b in zip(bounds[:-1], bounds[1:])]
+            vol6[which] = np.concatenate(dask.compute(tasks)[0])
         hull = np.where(vol6 >= 0, vol6 / 6.0 / tables.K ** 3 * float(np.prod(sp)), np.nan)
         out[has_surface, 2] = hull[has_surface]
     return out
 
 
-def _gather(groups, group_idx, k):
-    """All blocks' point groups as one CSR ordered by label index."""
-    if not groups:
-        return np.zeros((0, 3), np.int64), np.zeros(k + 1, np.int64)
-    label = np.concatenate(group_idx)
-    starts = np.concatenate([g["offsets"][:-1] for g in groups])
-    sizes = np.concatenate([np.diff(g["offsets"]) for g in groups])
-    which = np.concatenate([np.full(len(g["ids"]), i) for i, g in enumerate(groups)])
-    base = np.concatenate([[0], np.cumsum([len(g["points"]) for g in groups])])
-    allpts = np.concatenate([g["points"] for g in groups])
+def _gather(groups, group_idx, select):
+    """The selected labels' point groups from all blocks, as one CSR in label order.
+
+    Returns points, offsets and the selected label indices (the CSR's groups).
+    """
+    which = np.flatnonzero(select)
+    label, starts, sizes, allpts = [], [], [], []
+    total = 0
+    for gi, part in zip(group_idx, groups):
+        mine = np.flatnonzero(select[gi])
+        if len(mine):
+            label.append(gi[mine])
+            starts.append(part["offsets"][mine] + total)
+            sizes.append(np.diff(part["offsets"])[mine])
+            allpts.append(part["points"])
+            total += len(part["points"])
+    label = np.concatenate(label)
+    starts = np.concatenate(starts)
+    sizes = np.concatenate(sizes)
+    allpts = np.concatenate(allpts)
     order = np.argsort(label, kind="stable")
-    counts = np.bincount(label, weights=sizes, minlength=k).astype(np.int64)
+    counts = np.bincount(np.searchsorted(which, label), weights=sizes,
+                         minlength=len(which)).astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    src = (base[which] + starts)[order]
-    points = _copy_groups(allpts, src, sizes[order], offsets[-1])
-    return points, offsets
+    points = _copy_groups(allpts, starts[order], sizes[order], offsets[-1])
+    return points, offsets, which
 
 
 @numba.njit(cache=True, nogil=True)

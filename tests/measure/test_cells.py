@@ -149,16 +149,19 @@ def test_whole_volume_label_thin_volume_and_dtypes():
         assert_measures_equal(ds, ids, ref)
 
 
-def test_large_labels_reduced_to_hull_vertices_per_block(monkeypatch):
-    """A label with many hull points in a block keeps only its hull's vertices there."""
+def test_labels_across_many_blocks_take_the_hull_of_their_blocks_hull_vertices():
+    """Each block keeps a label's hull vertices; labels in several blocks are re-hulled."""
     labels = blob_labels((30, 32, 34), seed=5, sigma=2.0, fraction=0.6)
-    arr = da.from_array(labels, chunks=(11, 16, 20))
-    whole = regionprops(arr, spacing=(1.0, 1.0, 2.0))
-    monkeypatch.setattr(cells, "REDUCE_ABOVE", 8)
-    reduced = regionprops(arr, spacing=(1.0, 1.0, 2.0))
-    np.testing.assert_array_equal(reduced["solidity"].values, whole["solidity"].values)
     ids, ref = crop_reference(labels, (1.0, 1.0, 2.0), 0.5, True)
-    assert_measures_equal(reduced, ids, ref)
+    for chunks in [(30, 32, 34), (11, 16, 20), (4, 5, 3)]:
+        ds = regionprops(da.from_array(labels, chunks=chunks), spacing=(1.0, 1.0, 2.0))
+        assert_measures_equal(ds, ids, ref)
+    t = cell_tables(0.5, (1.0, 1.0, 2.0))
+    part = block_surface(labels, [None] * 7, (0, 0, 0), labels.shape, t, True, True)
+    big = int(np.argmax(np.diff(part["offsets"])))
+    grp = part["points"][part["offsets"][big]:part["offsets"][big + 1]]
+    assert hull_volume6(grp) == part["hull6"][big]
+    assert len(grp) < 0.5 * (labels == part["ids"][big]).sum()  # vertices only
 
 
 def test_solidity_only_when_asked_and_other_levels_use_crops():
