@@ -323,21 +323,18 @@ def _process(own, cor, start, m, z, gz, oy, ox, cell_z, edge_z, ecell, top, sp, 
                     npts += 1
         if not (cell_z and y <= ecell[1] and x <= ecell[2]):
             continue
+        done = 0  # corners whose label was measured
         for jc in range(8):
+            if (done >> jc) & 1:
+                continue
             lab = np.int64(cor[e, jc])
             if lab == 0:
-                continue
-            seen = False
-            for q in range(jc):
-                if cor[e, q] == cor[e, jc]:
-                    seen = True
-                    break
-            if seen:
                 continue
             cfg = 0
             for q in range(jc, 8):
                 if cor[e, q] == cor[e, jc]:
                     cfg |= 1 << q
+            done |= cfg
             if lab == last_l:
                 li = last_i
             else:
