@@ -18,12 +18,18 @@ the bounding box grown by one voxel, padded with background where the volume's e
 The marching-cubes vertices lie on the grid edges between a label voxel and a voxel of
 another value (at ``1 - level`` of the way), so their convex hull comes from integer lattice
 points (in half voxels at level 0.5, voxels at level 0) and :mod:`.hull` computes it exactly.
+Each block hulls its labels and keeps the hulls' vertices; a label seen by several blocks
+gets the hull of those vertices (the hull of a union is the hull of the parts' hulls).
 
 Two iso-levels are supported: 0.5 (the default; every vertex is exact in float32, so the
-tables reproduce skimage's crop meshes to rounding) and 0 (the reference's). At level 0,
-four configurations use Lewiner's cell-centre vertex (a third of the way between grid
-points), which skimage stores in float32 at its position *in the crop*; those cells are
-returned as records and measured on the host at their crop coordinates, as skimage does.
+tables reproduce skimage's crop meshes to rounding) and 0 (the reference's). Lewiner's
+cell-centre vertex (24 configurations at 0.5, 4 at 0) is the cell's centre at level 0.5,
+exact, and one more hull point. At level 0 it is the mean of the cell's 3 background corners
+(a third of the way between grid points), which skimage stores in float32 at its position
+*in the crop*: those cells are returned as records and measured on the host at their crop
+coordinates, as skimage does. It needs no hull point: in these 5-in, 3-out cells every
+background corner neighbours an object corner, so the 3 are mesh vertices and their mean
+lies in their triangle.
 """
 
 from __future__ import annotations
