@@ -205,14 +205,14 @@ def test_blocks_that_do_not_compress_to_their_share_are_labelled_again(rng):
     np.testing.assert_array_equal(labels.compute(), ref)
 
 
-def test_numpy_input_keeps_labels_on_the_cupy_free_path(rng):
-    """label(numpy, out=None) through the chunked path (uint8 0/1 mask, explicit keep)."""
+def test_a_lazy_result_keeps_nothing_and_computes_twice(rng):
+    """label() of a dask mask without ``out`` returns a lazy result: whatever keep_mib says,
+    nothing is kept, so it can be computed again (uint8 0/1 mask, 18-connectivity)."""
     mask = (rng.random((25, 26, 27)) < 0.3).astype(np.uint8)
     ref, n_ref = scipy_label(mask, 18)
-    for keep in (0.0, 1.0):
-        labels, n = label(da.from_array(mask, chunks=7), connectivity=18, out=None,
-                          keep_mib=keep)
-        assert n == n_ref
+    labels, n = label(da.from_array(mask, chunks=7), connectivity=18, keep_mib=100.0)
+    assert n == n_ref
+    for _ in range(2):
         np.testing.assert_array_equal(labels.compute(), ref)
 
 
