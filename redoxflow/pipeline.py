@@ -39,7 +39,15 @@ COUNTS = ("n_components", "n_bubbles_cell", "n_bubbles")
 
 @dataclass
 class Run:
-    """What the stages share: the config, the output folder and what earlier stages made."""
+    """What the stages share: the config, the output folder and what earlier stages made.
+
+    Examples
+    --------
+    >>> from redoxflow.config import Config
+    >>> run = Run(Config(), Path("out"))
+    >>> run.synthetic, run.path("results.zarr").as_posix()
+    (True, 'out/results.zarr')
+    """
 
     cfg: Config
     out: Path
@@ -69,6 +77,11 @@ class Stage:
         ``run(run)`` writes the artifact.
     when : callable
         ``when(run) -> bool``; a stage that does not apply is skipped.
+
+    Examples
+    --------
+    >>> [(s.name, s.artifact(Run(Config(), Path(".")))) for s in STAGES][:2]
+    [('ingest', 'raw.zarr'), ('segment', 'classes.zarr')]
     """
 
     name: str
@@ -210,6 +223,17 @@ def check_paths(cfg: Config) -> Path:
 
     Every artifact is written under ``output.directory`` with a fixed name; the input must not
     be one of them (or contain the output folder), and the output folder must be a folder.
+
+    Examples
+    --------
+    >>> from redoxflow.config import load_config
+    >>> check_paths(load_config(None, {"output.directory": "/tmp/rf-out"}, environ={}))
+    PosixPath('/tmp/rf-out')
+    >>> check_paths(load_config(None, {"output.directory": "/tmp/rf-out",
+    ...                                "input.source": "/tmp/rf-out/classes.zarr"}, environ={}))
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: input '/tmp/rf-out/classes.zarr' lies where the pipeline writes its outputs: choose another output.directory
     """
     out = Path(cfg.output.directory).absolute()
     if out.exists() and not out.is_dir():
@@ -226,7 +250,17 @@ def check_paths(cfg: Config) -> Path:
 
 
 def input_kind(cfg: Config) -> str:
-    """``intensity`` or ``classes`` for the configured input (``auto`` looks at its values)."""
+    """``intensity`` or ``classes`` for the configured input (``auto`` looks at its values).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from redoxflow.config import load_config
+    >>> path = os.path.join(tempfile.mkdtemp(), "classes.npy")
+    >>> np.save(path, np.zeros((4, 5, 6), np.uint8))
+    >>> input_kind(load_config(None, {"input.source": path}, environ={}))
+    'classes'
+    """
     if cfg.input.kind in ("intensity", "classes"):
         return cfg.input.kind
     src = open_source(cfg.input.source)

@@ -106,7 +106,7 @@ def filter_table(ds, compat, acfg):
     ...                 coords={"bubble": [1, 2, 3]})
     >>> kept, removed_by = filter_table(ds, None, AnalyzeConfig(min_volume_voxels=27))
     >>> kept["bubble"].values.tolist(), [FILTERS[i] for i in removed_by]
-    ([3], ['kept', 'min_volume', 'degenerate'])
+    ([3], ['min_volume', 'degenerate', 'kept'])
     """
     if compat:
         steps = [lambda d: filters.filter_min_volume(d, UTILE_MIN_VOXELS),

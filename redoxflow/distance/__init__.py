@@ -30,7 +30,14 @@ SLAB_VOXELS = 2**24  # voxels per slab task (float64 work arrays of ~128 MiB)
 
 
 def plane_slabs(x, slab_voxels: int = SLAB_VOXELS):
-    """Rechunk a (z, y, x) dask array into slabs of whole planes of about ``slab_voxels``."""
+    """Rechunk a (z, y, x) dask array into slabs of whole planes of about ``slab_voxels``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> plane_slabs(da.zeros((10, 4, 5), chunks=2), slab_voxels=60).chunks
+    ((3, 3, 3, 1), (4,), (5,))
+    """
     plane = int(x.shape[1]) * int(x.shape[2])
     return x.rechunk((max(1, slab_voxels // max(plane, 1)), -1, -1))
 

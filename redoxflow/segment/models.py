@@ -106,6 +106,12 @@ class ModelSpec:
         Keyword arguments of the architecture's builder (width, encoder...).
     training : dict
         Provenance: data, recipe, epochs, metrics, seed, version.
+
+    Examples
+    --------
+    >>> spec = ModelSpec("small-unet", context=1, in_channels=3)
+    >>> spec.classes, spec.in_channels
+    (['electrolyte', 'bubble', 'membrane', 'gasket'], 3)
     """
 
     architecture: str

@@ -42,7 +42,15 @@ IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".bmp")
 
 @dataclass
 class TrainResult:
-    """Where the best checkpoint is, and what happened epoch by epoch."""
+    """Where the best checkpoint is, and what happened epoch by epoch.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> r = TrainResult(Path("model/best.pt"), ModelSpec("small-unet"))
+    >>> r.checkpoint.name, r.stopped_early
+    ('best.pt', False)
+    """
 
     checkpoint: Path
     spec: ModelSpec
