@@ -14,9 +14,16 @@
    added there one batch at a time, as before issue 12), (b) :func:`predict_slices`, which
    keeps tiling, Gaussian blending and the argmax on the model's device, and (c) a bare
    per-tile loop (the same batches of tiles through the model and a softmax, nothing else:
-   the floor). On the CPU (b) must not be slower than (c) by more than noise; on a GPU the
+   the floor). On the CPU (b) must not be slower than (c) by more than noise (``cpu_vs_bare``,
+   the ratio of least process CPU times, is the figure that other load on a shared machine
+   disturbs least; ``wall_vs_bare`` the same for wall time); on a GPU the
    same rows are measured there too. The same three runs with a 1x1 convolution in place of
-   the U-Net time the tiling and blending machinery alone.
+   the U-Net time the tiling and blending machinery alone. Each set runs in a fresh process
+   twice: with glibc's default malloc, which hands torch's large activation buffers back to
+   the OS after every forward pass (some 1e5 page faults per 100 tiles on the CPU, a cost
+   that lands on whichever run the heap layout disfavours), and with
+   ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` raised so the buffers are reused:
+   the "no trim" rows compare the code paths without that noise.
 
     python benchmarks/bench_segment.py [--slices 128] [--skip-archs] [--blending-only]
 """
@@ -24,8 +31,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -189,16 +199,37 @@ def blending_rows(slices: int, size: int, device: str, repeats: int = 3,
         assert np.allclose(old, new, atol=2e-2), "blendings disagree"
     n_tiles = results["bare per-tile loop (model + softmax only)"]
     bare = min(seconds["bare per-tile loop (model + softmax only)"])
+    bare_cpu = min(cpu["bare per-tile loop (model + softmax only)"])
     rows = []
     for name in runs:
         best = min(seconds[name])
-        rows.append({"model": label, "run": name, "device": device, "seconds": round(best, 3),
+        rows.append({"model": label, "malloc": os.environ.get("RF_BENCH_MALLOC", "default"),
+                     "run": name, "device": device, "seconds": round(best, 3),
                      "median_s": round(float(np.median(seconds[name])), 3),
                      "cpu_s": round(min(cpu[name]), 3),
                      "slices_per_s": round(slices / best, 2),
                      "tiles_per_s": round(n_tiles / best, 1),
-                     "time_vs_bare": round(best / bare, 3)})
+                     "wall_vs_bare": round(best / bare, 3),
+                     "cpu_vs_bare": round(min(cpu[name]) / bare_cpu, 3)})
         print(rows[-1], flush=True)
+    return rows
+
+
+#: glibc settings under which freed activation buffers stay in the heap (no page faults)
+NO_TRIM = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**31),
+           "RF_BENCH_MALLOC": "no trim"}
+
+
+def blending_in_subprocesses(args) -> list[dict]:
+    """Section 3 in two fresh processes (default malloc, no trim); their rows."""
+    rows = []
+    for extra in ({}, NO_TRIM):
+        cmd = [sys.executable, __file__, "--blending-child", "--blend-slices",
+               str(args.blend_slices), "--size", str(args.size), "--repeats", str(args.repeats),
+               "--blend-threads", str(args.blend_threads)]
+        out = subprocess.run(cmd, env={**os.environ, **extra}, check=True, text=True,
+                             stdout=subprocess.PIPE).stdout
+        rows += json.loads(out.strip().splitlines()[-1])
     return rows
 
 
@@ -233,8 +264,11 @@ def main() -> None:
     ap.add_argument("--skip-archs", action="store_true")
     ap.add_argument("--blending-only", action="store_true",
                     help="only the side-by-side blending section (3.)")
-    ap.add_argument("--blend-slices", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--blend-slices", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=11)
+    ap.add_argument("--blend-threads", type=int, default=1,
+                    help="torch threads in section 3 (1: least disturbed by other load)")
+    ap.add_argument("--blending-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     import torch
@@ -243,16 +277,22 @@ def main() -> None:
     from redoxflow.segment.models import builtin_checkpoint
 
     torch.set_num_threads(2)
-    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
-    blend = [row for device in devices for pointwise in (False, True)
-             for row in blending_rows(args.blend_slices * (4 if device == "cuda" else 1),
-                                      args.size, device, args.repeats, pointwise)]
+    if args.blending_child:  # one process of section 3: rows as JSON on the last line
+        torch.set_num_threads(args.blend_threads)
+        devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+        rows = [row for device in devices for pointwise in (False, True)
+                for row in blending_rows(args.blend_slices * (4 if device == "cuda" else 1),
+                                         args.size, device, args.repeats, pointwise)]
+        print(json.dumps(rows))
+        return
+    blend = blending_in_subprocesses(args)
     report("segment_blending", blend, {
         "volume": [args.blend_slices, args.size, args.size], "model": "builtin",
-        "torch_threads": torch.get_num_threads(), "batch_size": 8, "overlap": 0.25,
+        "torch_threads": args.blend_threads, "batch_size": 8, "overlap": 0.25,
         "repeats": args.repeats,
+        "no_trim_env": {k: v for k, v in NO_TRIM.items() if k.startswith("MALLOC")},
         "note": "best (and median) wall time of interleaved repeats after one warm-up; cpu_s: "
-                "least process CPU time; time_vs_bare = seconds / seconds of the bare loop"})
+                "least process CPU time; wall_vs_bare / cpu_vs_bare: ratios to the bare loop"})
     if args.blending_only:
         return
     rows = [] if args.skip_archs else arch_rows(args.size, "cpu")
