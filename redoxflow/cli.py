@@ -15,6 +15,7 @@ from .analysis import analyze as run_analysis
 from .cluster import dashboard_link, job_script, make_client
 from .common.atomic import atomic_file
 from .common.options import Backend as BackendOption
+from .common.options import Device
 from .common.options import choices
 from .common.tables import bubble_frame
 from .config import load_config
@@ -311,7 +312,8 @@ def report(results, out, orbit_frames, no_3d):
 @click.option("--mode", type=click.Choice(["tile", "resize"]), default="tile", show_default=True)
 @click.option("--triplanar", is_flag=True, help="Average predictions along z, y and x.")
 @click.option("--probabilities", is_flag=True, help="Also store float16 probabilities.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
+              help="auto (a GPU when there is one), cpu or cuda.")
 @click.option("--nan-policy", type=click.Choice(["raise", "fill"]), default="raise")
 @click.option("--overwrite", is_flag=True)
 @_cluster_options
@@ -351,7 +353,8 @@ def segment_cmd(volume, out, model, tile, overlap, batch_size, mode, triplanar, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/training-state.pt.")
 @click.option("--overwrite", is_flag=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
+              help="auto (a GPU when there is one), cpu or cuda.")
 @user_errors
 def train_cmd(images, masks, synthetic, out, architecture, classes, binary, context, tile,
               batch_size, epochs, steps, lr, early_stopping, rotate90, seed, resume, overwrite,

@@ -9,6 +9,7 @@ the stores that :func:`redoxflow.ingest` writes.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ def as_volume(x: Any, *, what: str = "volume", ndim: Sequence[int] = (3,),
     identity = None
     if isinstance(x, (str, os.PathLike)):
         identity = str(Path(x).absolute())
-        x = open_volume(x)
+        x = _open_array(x) if _is_array_store(x) else open_volume(x)
     attrs = dict(x.attrs) if hasattr(x, "attrs") and hasattr(x, "dims") else {}
     voxel = attrs.get("voxel_size")
     data = x.data if hasattr(x, "dims") and hasattr(x, "data") else x
@@ -121,6 +122,8 @@ def as_volume(x: Any, *, what: str = "volume", ndim: Sequence[int] = (3,),
     if not isinstance(data, da.Array):
         if type(data).__module__.startswith("zarr") and chunks is None:
             data = da.from_zarr(data)
+        elif data.ndim < 3:  # single images: one chunk
+            data = da.from_array(data, chunks=data.shape)
         else:
             itemsize = np.dtype(data.dtype).itemsize
             data = da.from_array(data, chunks=choose_chunks(data.shape, itemsize,
@@ -129,3 +132,21 @@ def as_volume(x: Any, *, what: str = "volume", ndim: Sequence[int] = (3,),
         data = data.rechunk(choose_chunks(data.shape, 1, chunks=chunks))
     voxel_size = normalize_voxel_size(voxel) if voxel is not None else None
     return Volume(data, voxel_size, identity or data.name, attrs)
+
+
+def _is_array_store(path) -> bool:
+    """A bare Zarr array (v3 ``node_type: array`` or v2 ``.zarray``), not an OME group."""
+    path = Path(path)
+    meta = path / "zarr.json"
+    if meta.is_file():
+        try:
+            return json.loads(meta.read_text()).get("node_type") == "array"
+        except (OSError, ValueError):
+            return False
+    return (path / ".zarray").is_file()
+
+
+def _open_array(path):
+    import zarr
+
+    return zarr.open_array(store=str(path), mode="r")
