@@ -176,6 +176,7 @@ def store_main(args) -> None:
     from redoxflow.io import open_volume
 
     chunks = tuple(int(c) for c in args.chunks.split(","))
+    load_before = os.getloadavg()
     classes = (phantom_classes(args.size) if args.mask == "phantom"
                else blobs(args.size).astype(np.uint8))
     voxels = classes.size / 1e6
@@ -239,7 +240,8 @@ def store_main(args) -> None:
     extra = {"size": args.size, "chunks": chunks, "mask": args.mask, "components": int(n_ref),
              "class1_fraction": gas, "rounds": args.rounds, "repeats": args.repeats,
              "ratio_2_threads_vs_one_cc3d": ratio, "target_ratio": 4.0, "codecs": codecs,
-             "before": args.before}
+             "before": args.before,
+             "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()}}
     name = "label_store" if args.mask == "phantom" else f"label_store_{args.mask}"
     report(name, rows, extra)
     markdown_table(name, rows, codecs, extra)
@@ -261,7 +263,11 @@ def markdown_table(name: str, rows: list[dict], codecs: list[dict], extra: dict)
             f"{extra['components']} components, {100 * extra['class1_fraction']:.1f} % class 1)",
             "", f"Store->store on 2 threads: **{extra['ratio_2_threads_vs_one_cc3d']:.2f}x** "
             f"one single-threaded cc3d call (target {extra['target_ratio']:g}x). "
-            f"Machine: {machine()}.", "", *_md(rows), "",
+            f"Machine: {machine()['cpus']} CPUs ({machine()['machine']}, Python "
+            f"{machine()['python']}), shared: load average (1, 5, 15 min) "
+            f"{', '.join(f'{x:.1f}' for x in extra['load_average_1_5_15min']['start'])} at the "
+            f"start, {', '.join(f'{x:.1f}' for x in extra['load_average_1_5_15min']['end'])} "
+            "at the end.", "", *_md(rows), "",
             "## Label codec (one thread, these labels, whole chunks; label stores use blosc lz4 "
             "without shuffle)", "", *_md(codecs), ""]
     (RESULTS / f"{name}.md").write_text("\n".join(text))
