@@ -44,7 +44,8 @@ class IOConfig:
         Target chunk size in MiB of the stores that :func:`redoxflow.ingest` writes (chunks
         are whole (y, x) planes where they fit).
     compression_level : int
-        Zstd level of the stored chunks (0: uncompressed).
+        Zstd level of the stored chunks (0: uncompressed); label stores use blosc-lz4
+        (no shuffle) when it is above 0.
     pyramid_levels : int or None
         Number of pyramid levels (default: halve until a side would drop below 32, at most 5).
 
