@@ -265,7 +265,8 @@ class OutputConfig:
     directory : str
         Output folder of the pipeline's stores, results and report.
     overwrite : bool
-        Replace existing outputs.
+        Not read yet: ``run`` skips every stage whose output exists and replaces only its
+        own unfinished outputs.
     report : bool
         Write ``report.html``.
     orbit_frames : int

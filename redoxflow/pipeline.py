@@ -136,6 +136,7 @@ def _classes(run: Run):
 
 
 def _analyze(run: Run) -> None:
+    _classes(run)  # refuse a 4D class volume before any work
     side = run.cfg.analyze.negative_side or ("high" if run.synthetic else None)
     analyze(run.path("classes.zarr"), config=run.cfg, negative_side=side, out=run.out,
             overwrite=True, csv=True, table=True, progress=run.progress)
@@ -147,12 +148,13 @@ def _report(run: Run) -> None:
 
 
 STAGES = (
-    Stage("ingest", _ingest_target, _ingest,
-          when=lambda run: run.synthetic or not run.path("classes.zarr").exists()),
+    Stage("ingest", _ingest_target, _ingest,  # the source is not opened once ingested
+          when=lambda run: run.synthetic or not (run.path("classes.zarr").exists()
+                                                 or run.path("raw.zarr").exists())),
     Stage("segment", lambda run: "classes.zarr", _segment),
     Stage("score", lambda run: "segmentation_scores.json", _score,
           when=lambda run: run.synthetic and run.cfg.segment.model != "skip"),
-    Stage("analyze", lambda run: "bubbles.nc", _analyze),  # bubbles.nc is written last
+    Stage("analyze", lambda run: "results.zarr", _analyze),  # results.zarr is written last
     Stage("report", lambda run: "report.html", _report, when=lambda run: run.cfg.output.report),
 )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..common.atomic import is_store
 from ..common.options import Compat, NegativeSide, check_choice
 from ..common.tables import bubble_frame
 from ..config import Config
@@ -97,7 +98,8 @@ def analyze(
     try:
         run = analyze_series if arr.ndim == 4 else analyze_volume
         tree = run(arr, sp, negative_side=negative_side, compat=compat, acfg=cfg.analyze,
-                   scratch=work, progress=progress, backend=cfg.label.backend)
+                   scratch=work, progress=progress, backend=cfg.label.backend,
+                   connectivity=cfg.label.connectivity)
         tree.attrs.update({
             "redoxflow_version": __version__, "config": cfg.to_json(),
             "compat": compat or "none", "negative_side": negative_side,
@@ -130,10 +132,17 @@ def _resolve(cfg: Config, compat, negative_side) -> tuple[str | None, str]:
 
 def _refuse_existing(out, overwrite: bool, netcdf: bool, csv: bool, table: bool) -> None:
     """Refuse, before any work, to replace results that exist unless ``overwrite``."""
-    if out is None or overwrite:
+    if out is None:
         return
-    names = (["results.zarr"] + ["results.nc"] * netcdf + ["bubbles.csv"] * csv
-             + ["bubbles.nc"] * table)
+    for name in ("results.zarr", "bubble_labels.zarr"):  # replaced only if they are stores
+        path = Path(out) / name
+        if overwrite and path.exists() and not is_store(path):
+            raise StoreExistsError(f"{path} exists and is not a Zarr store: refusing to "
+                                   "replace it; choose another output directory")
+    if overwrite:
+        return
+    names = (["results.zarr", "bubble_labels.zarr"] + ["results.nc"] * netcdf
+             + ["bubbles.csv"] * csv + ["bubbles.nc"] * table)
     for name in names:
         if (Path(out) / name).exists():
             raise StoreExistsError(f"{Path(out) / name} exists: pass overwrite=True "

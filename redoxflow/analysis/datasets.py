@@ -197,7 +197,7 @@ def summary_dataset(counts, table, contacts, maps, spacing, compat, n_components
     neg = table["half"].values == 1
     data["n_bubbles"] = (int(neg.sum()), "bubbles kept in the negative electrode")
     data["n_bubbles_cell"] = (int(table.sizes["bubble"]), "bubbles kept in the whole cell")
-    data["n_components"] = (int(n_components), "26-connected bubble components labelled")
+    data["n_components"] = (int(n_components), "bubble components labelled")
     data["n_measured"] = (int(n_all), "components before the filters")
     present = maps["present"]
     rows = int(present.sum())

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..common.atomic import atomic_file, atomic_store
+from ..common.atomic import atomic_file, atomic_store, is_store
 from ..common.tables import bubble_frame
+from ..errors import StoreExistsError
 
 
 def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
@@ -48,9 +49,18 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    store = out / "results.zarr"
-    with atomic_store(store, overwrite=overwrite) as tmp:
-        tree.map_over_datasets(_vlen_strings).to_zarr(tmp, mode="w", consolidated=False)
+    labels = out / ".scratch" / "labels.zarr"
+    if labels.exists():  # the analysis labels (ids of the bubble table), kept for pictures
+        target = out / "bubble_labels.zarr"
+        if target.exists():
+            if not overwrite:
+                raise StoreExistsError(f"{target} exists: pass overwrite=True (--overwrite) or "
+                                       "choose another output directory")
+            if not is_store(target):
+                raise StoreExistsError(f"{target} exists and is not a Zarr store: refusing to "
+                                       "replace it; choose another output directory")
+            shutil.rmtree(target)
+        labels.rename(target)
     if netcdf:
         with atomic_file(out / "results.nc", overwrite=overwrite) as part:
             tree.to_netcdf(part, engine="h5netcdf")
@@ -61,12 +71,9 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     if table:
         with atomic_file(out / "bubbles.nc", overwrite=overwrite) as part:
             rows.to_netcdf(part, engine="h5netcdf")
-    labels = out / ".scratch" / "labels.zarr"
-    if labels.exists():  # the analysis labels (ids of the bubble table), kept for pictures
-        target = out / "bubble_labels.zarr"
-        if target.exists():
-            shutil.rmtree(target)
-        labels.rename(target)
+    store = out / "results.zarr"  # last: a complete results.zarr means complete outputs
+    with atomic_store(store, overwrite=overwrite) as tmp:
+        tree.map_over_datasets(_vlen_strings).to_zarr(tmp, mode="w", consolidated=False)
     return store
 
 

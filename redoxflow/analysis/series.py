@@ -14,7 +14,7 @@ from .volume import analyze_volume
 
 
 def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
-                   progress: bool = False, backend: str = "numpy"):
+                   progress: bool = False, backend: str = "numpy", connectivity: int = 26):
     """Analyse each time step, then link bubbles between consecutive steps.
 
     Each step goes through :func:`redoxflow.analysis.volume.analyze_volume` (its labels in
@@ -63,7 +63,7 @@ def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
         step_dir.mkdir(parents=True, exist_ok=True)
         trees.append(analyze_volume(arr[t], spacing, negative_side=negative_side, compat=compat,
                                     acfg=acfg, scratch=step_dir, progress=progress,
-                                    backend=backend))
+                                    backend=backend, connectivity=connectivity))
         label_stores.append(step_dir / "labels.zarr")
     ids = [tr["bubbles"]["bubble"].values.astype(np.int64) for tr in trees]
     vols = [tr["bubbles"]["volume_voxels"].values for tr in trees]

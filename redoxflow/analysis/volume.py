@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common.options import Backend, NegativeSide
+from ..common.options import Backend, Connectivity, NegativeSide
 from ..errors import InputError
 from ..io.store import write_dask
 from ..labeling import label
@@ -39,7 +39,8 @@ class _Phases:
 
 
 def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | None, acfg,
-                   scratch: Path, progress: bool = False, backend: Backend = "numpy"):
+                   scratch: Path, progress: bool = False, backend: Backend = "numpy",
+                   connectivity: Connectivity = 26):
     """Analyse one class volume (dask array (z, y, x)) -> ``xarray.DataTree``.
 
     In order: row maps (pass 1), masks, counts and density (pass 2), labeling of the
@@ -64,6 +65,8 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
         Show progress bars.
     backend : {"numpy", "cupy"}
         Where the bubbles are labelled and their moments measured.
+    connectivity : {6, 18, 26}
+        Of the bubble components (compat mode: always 26, the reference's).
 
     Returns
     -------
@@ -95,7 +98,7 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     raw, counts = counts_and_density(arr, lazy)
     phase("counts_density")
     labels, n_components = _label_bubbles(lazy["bubbles"], spacing, acfg, scratch, progress,
-                                          backend)
+                                          backend, 26 if compat else connectivity)
     phase("label")
     table = regionprops(labels, spacing=spacing, backend=backend,
                         **(UTILE_MC if compat else {}))
@@ -129,6 +132,7 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
         "summary": summary, "bubbles": table, "components": measured, "density": density,
         "blockage": blockage_dataset(contacts, maps, coords, spacing, has_membrane)})
     tree.attrs["timings_s"] = json.dumps(phase.times)
+    tree.attrs["connectivity"] = 26 if compat else connectivity
     tree.attrs["input_checksum"] = "blake2b:" + maps["checksum"]
     return tree
 
@@ -152,7 +156,8 @@ def _check_classes(maps, shape, compat) -> bool:
     return has_membrane
 
 
-def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool, backend: Backend):
+def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool, backend: Backend,
+                   connectivity: Connectivity):
     """Label the cleaned bubbles into ``scratch/labels.zarr`` -> (dask labels, count).
 
     Exact chunked labeling, or (``split_touching``) the in-memory watershed split.
@@ -166,7 +171,7 @@ def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool, backen
         written = write_dask(da.from_array(split, chunks=bubbles.chunks), store,
                              voxel_size=spacing, kind="labels", overwrite=True, levels=1)
     else:
-        written, n = label(bubbles, connectivity=26, out=store, voxel_size=spacing,
+        written, n = label(bubbles, connectivity=connectivity, out=store, voxel_size=spacing,
                            overwrite=True, progress=progress, backend=backend)
     return written.data, n
 

@@ -282,7 +282,10 @@ def default_proximity(ds, labels, masks, trees, spacing, shape):
     centroid = np.full((len(ids), 2), np.inf)
     for k, j in enumerate(present):
         if trees[j] is not None and len(ids):
-            centroid[:, j] = bounded_query(trees[j], cen, at[:, k] + slack)
+            # a centroid inside the wall (at == 0) has no bound from the transform: the
+            # tree holds only the wall's boundary voxels
+            bound = np.where(at[:, k] > 0, at[:, k] + slack, np.inf)
+            centroid[:, j] = bounded_query(trees[j], cen, bound)
     surface[~np.isfinite(surface)] = np.nan
     centroid[~np.isfinite(centroid)] = np.nan
     return surface, centroid

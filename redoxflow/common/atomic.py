@@ -34,16 +34,15 @@ def is_store(path: str | os.PathLike) -> bool:
                               or (path / ".zarray").exists())
 
 
-def _prepare(dest: Path, overwrite: bool, replaceable) -> Path:
+def _prepare(dest: Path, overwrite: bool, replaceable, kind: str) -> Path:
     """Refuse an existing output (or one that is not ours to replace); make its folder."""
     if dest.exists():
         if not overwrite:
             raise StoreExistsError(f"output {str(dest)!r} already exists: choose another path or "
                                    "pass --overwrite")
         if not replaceable(dest):
-            raise StoreExistsError(f"output {str(dest)!r} exists and is not a "
-                                   f"{'Zarr store' if dest.suffix == '.zarr' or dest.is_dir() else 'file'}: "
-                                   "refusing to replace it; choose another path")
+            raise StoreExistsError(f"output {str(dest)!r} exists and is not a {kind}: refusing "
+                                   "to replace it; choose another path")
     parent = dest.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +88,7 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
     True
     """
     dest = Path(store).absolute()
-    parent = _prepare(dest, overwrite, is_store)
+    parent = _prepare(dest, overwrite, is_store, "Zarr store")
     tmp = parent / (f".{dest.name}.partial" if resume
                     else f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
@@ -133,7 +132,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     'a,b\\n'
     """
     dest = Path(path).absolute()
-    parent = _prepare(dest, overwrite, lambda p: p.is_file())
+    parent = _prepare(dest, overwrite, lambda p: p.is_file(), "file")
     tmp = parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}{dest.suffix}"
     try:
         yield tmp

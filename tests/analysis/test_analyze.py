@@ -472,3 +472,43 @@ def test_input_checksum_ignores_chunking(phantom):
     changed = phantom.classes.copy()
     changed[5, 5, 5] ^= 1
     assert a == b != _checksum(da.from_array(changed, chunks=(48, 80, 80))).compute()
+
+
+def test_centroid_inside_a_wall_gets_a_finite_distance():
+    """A bubble hugging a thick wall can have its centroid inside the wall: the bound from
+    the distance transform (0 there) must not hide the wall's boundary voxels."""
+    import dask.array as da
+    from scipy.spatial import cKDTree
+
+    from redoxflow.analysis.proximity import boundary_points
+    from redoxflow.analysis.walls import default_proximity, wall_contacts
+
+    shape = (3, 14, 30)
+    wall = np.zeros(shape, bool)
+    wall[:, :10, 10:20] = True                      # a thick block of wall
+    labels = np.zeros(shape, np.uint32)
+    labels[1, 0:12, 8] = labels[1, 0:12, 21] = 1    # a U around it, closed beyond y = 10
+    labels[1, 11, 8:22] = 1
+    lab = da.from_array(labels, chunks=(3, 7, 15))
+    walls = wall_contacts({"membrane": da.from_array(wall, chunks=(3, 7, 15)), "gasket": None},
+                          lab, np.array([0, 1], np.uint8), (1.0, 1.0, 1.0))
+    table = rf.regionprops(lab, spacing=1.0)
+    centroid = table["centroid"].values[0]
+    assert wall[tuple(np.rint(centroid).astype(int))]  # the centroid lies inside the wall
+    _, dist = default_proximity(table, lab, (da.from_array(wall), None),
+                                (walls["membrane"][1], None), (1.0, 1.0, 1.0), shape)
+    edge = boundary_points(np.pad(wall, 1), (0, 0, 0))
+    assert dist[0, 0] == pytest.approx(cKDTree(edge).query(centroid)[0])
+
+
+def test_analysis_never_replaces_bubble_labels_without_overwrite(tmp_path):
+    v = _cell((8, 16, 16), membrane_x=8, thickness=1)
+    v[2:5, 4:7, 10:13] = 1
+    (tmp_path / "bubble_labels.zarr").mkdir()
+    (tmp_path / "bubble_labels.zarr" / "mine.txt").write_text("user data")
+    with pytest.raises(StoreExistsError, match="bubble_labels.zarr"):
+        rf.analyze(v, negative_side="high", out=tmp_path)
+    with pytest.raises(StoreExistsError, match="not a Zarr store"):
+        rf.analyze(v, negative_side="high", out=tmp_path, overwrite=True)
+    assert (tmp_path / "bubble_labels.zarr" / "mine.txt").read_text() == "user data"
+    assert not (tmp_path / "results.zarr").exists()
