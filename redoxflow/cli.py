@@ -15,8 +15,7 @@ from .analysis import analyze as run_analysis
 from .cluster import dashboard_link, job_script, make_client
 from .common.atomic import atomic_file
 from .common.options import Backend as BackendOption
-from .common.options import Device
-from .common.options import choices
+from .common.options import Device, choices
 from .common.tables import bubble_frame
 from .config import load_config
 from .errors import InputError, RedoxflowError

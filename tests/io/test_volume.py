@@ -34,7 +34,7 @@ def test_store_paths_ome_and_bare_arrays(tmp_path):
     x = np.random.default_rng(0).integers(0, 4, (8, 9, 10), dtype=np.uint8)
     rf.ingest(x, tmp_path / "c.zarr", voxel_size=(3, 2, 2), kind="classes", progress=False)
     v = as_volume(tmp_path / "c.zarr")
-    assert v.voxel_size == (3.0, 2.0, 2.0) and v.identity == str((tmp_path / "c.zarr"))
+    assert v.voxel_size == (3.0, 2.0, 2.0) and v.identity == str(tmp_path / "c.zarr")
     np.testing.assert_array_equal(v.data.compute(), x)
     z = zarr.create_array(store=str(tmp_path / "bare.zarr"), shape=x.shape, chunks=(3, 9, 10),
                           dtype=x.dtype)
