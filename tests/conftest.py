@@ -9,6 +9,11 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+try:  # torch's compiler stack (triton) segfaults when first imported after VTK's libraries;
+    import torch._dynamo  # noqa: F401  (a test session loads both: import it first)
+except ImportError:
+    pass
+
 
 def pytest_collection_modifyitems(config, items):
     from redoxflow._backend import has_gpu
