@@ -260,6 +260,18 @@ def _slot(keys, lab):  # pragma: no cover - compiled
     return j
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _index(keys, vals, ids, nlab, lab):  # pragma: no cover - compiled
+    """Dense index of label ``lab`` (a new one is appended to ``ids``) -> (index, nlab)."""
+    j = _slot(keys, lab)
+    if keys[j] == 0:
+        keys[j] = lab
+        vals[j] = nlab
+        ids[nlab] = lab
+        nlab += 1
+    return vals[j], nlab
+
+
 @numba.njit(cache=True, nogil=True)
 def _rehash(keys, vals, cap):  # pragma: no cover - compiled
     k2 = np.zeros(cap, np.int64)
@@ -312,13 +324,7 @@ def _process(own, cor, start, m, z, gz, oy, ox, cell_z, edge_z, ecell, top, sp, 
                     if lab == last_l:
                         li = last_i
                     else:
-                        j = _slot(keys, lab)
-                        if keys[j] == 0:
-                            keys[j] = lab
-                            vals[j] = nlab
-                            ids[nlab] = lab
-                            nlab += 1
-                        li = vals[j]
+                        li, nlab = _index(keys, vals, ids, nlab, lab)
                         last_l = lab
                         last_i = li
                     pts[npts, 0] = K * gz
@@ -344,13 +350,7 @@ def _process(own, cor, start, m, z, gz, oy, ox, cell_z, edge_z, ecell, top, sp, 
             if lab == last_l:
                 li = last_i
             else:
-                j = _slot(keys, lab)
-                if keys[j] == 0:
-                    keys[j] = lab
-                    vals[j] = nlab
-                    ids[nlab] = lab
-                    nlab += 1
-                li = vals[j]
+                li, nlab = _index(keys, vals, ids, nlab, lab)
                 last_l = lab
                 last_i = li
             cnt[li] += 1
