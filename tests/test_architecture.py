@@ -20,6 +20,7 @@ LAYERS = [
     ("io",),
     ("labeling", "distance"),
     ("measure",),
+    ("microstructure",),              # electrode metrics and tortuosity (issues 15, 16)
     ("segment",),
     ("analysis",),
     ("viz",),
