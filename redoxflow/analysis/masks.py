@@ -19,6 +19,16 @@ from ..errors import InputError
 from ..io.volume import as_volume
 from ..labeling import remove_z_isolated
 from . import separation as sep
+from .passes import (
+    CELL,
+    HIGH_SIDE,
+    LOW_SIDE,
+    N_QUANTITIES,
+    OUT_OF_RANGE,
+    UNMASKED,
+    block_region_counts,
+    block_row_maps,
+)
 
 CLASS_IDS = {0: "electrolyte", 1: "bubble", 2: "membrane", 3: "gasket", 5: "removed half"}
 HALF_NAMES = ["outside", "negative", "membrane", "positive"]
@@ -91,28 +101,45 @@ def row_maps(arr) -> dict[str, Any]:
     (7.5, 8.5)
     """
     import dask
-    import dask.array as da
 
     nz, ny, nx = arr.shape
-    xs = da.arange(nx, chunks=arr.chunks[2], dtype=np.int32)[None, None, :]
-    ys = da.arange(ny, chunks=arr.chunks[1], dtype=np.int32)[None, :, None]
-    mem = arr == 2
-    gas = arr == 3
-    lazy = {
-        "counts": da.bincount(arr.ravel().astype(np.int64), minlength=6),
-        "first": da.where(mem, xs, nx).min(axis=2),
-        "last": da.where(mem, xs, -1).max(axis=2),
-        "count": mem.sum(axis=2, dtype=np.int32),
-        "xsum": da.where(mem, xs, 0).sum(axis=2, dtype=np.int64),
-        "gasket_low": da.where(gas & (ys < ny // 2), ys, -1).max(axis=1),
-        "gasket_high": da.where(gas & (ys >= ny // 2), ys, ny).min(axis=1),
-        "checksum": volume_checksum(arr),
-    }
-    (out,) = dask.compute(lazy)
+    tasks = [dask.delayed(block_row_maps)(block, y0, x0, ny, nx)
+             for block, (_, y0, x0) in _blocks(arr)]
+    parts, checksum = dask.compute(tasks, volume_checksum(arr))
+    out = {"counts": sum(p["counts"] for p in parts), "checksum": checksum,
+           "first": np.full((nz, ny), nx, np.int32), "last": np.full((nz, ny), -1, np.int32),
+           "count": np.zeros((nz, ny), np.int32), "xsum": np.zeros((nz, ny), np.int64),
+           "gasket_low": np.full((nz, nx), -1, np.int32),
+           "gasket_high": np.full((nz, nx), ny, np.int32)}
+    for p, (_, (z0, y0, x0)) in zip(parts, _blocks(arr)):
+        bz, by = p["first"].shape
+        bx = p["gasket_low"].shape[1]
+        rows, lines = np.s_[z0:z0 + bz, y0:y0 + by], np.s_[z0:z0 + bz, x0:x0 + bx]
+        np.minimum(out["first"][rows], p["first"], out=out["first"][rows])
+        np.maximum(out["last"][rows], p["last"], out=out["last"][rows])
+        out["count"][rows] += p["count"]
+        out["xsum"][rows] += p["xsum"]
+        np.maximum(out["gasket_low"][lines], p["gasket_low"], out=out["gasket_low"][lines])
+        np.minimum(out["gasket_high"][lines], p["gasket_high"], out=out["gasket_high"][lines])
+    if out["counts"][OUT_OF_RANGE]:
+        lo, hi = dask.compute(arr.min(), arr.max())
+        raise InputError(f"class volume holds values from {lo} to {hi}: class ids must be 0 "
+                         "electrolyte, 1 bubble, 2 membrane, 3 gasket (5 a removed half)")
+    out["counts"] = np.trim_zeros(out["counts"][:OUT_OF_RANGE], "b")
+    out["counts"] = np.pad(out["counts"], (0, max(0, 6 - len(out["counts"]))))
     out["present"] = out["last"] >= 0
     low, high = sep.membrane_band(out["xsum"], out["count"])
     out["band_low"], out["band_high"] = sep.fill_missing(low, high, out["present"])
     return out
+
+
+def _blocks(arr, trimmed=None):
+    """(delayed block, global (z, y, x) offset) of every chunk of a dask array (offsets
+    of ``trimmed``'s chunks when given: ``arr`` is it with a halo)."""
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int)
+              for c in (arr if trimmed is None else trimmed).chunks]
+    for idx, block in np.ndenumerate(arr.to_delayed()):
+        yield block, tuple(int(starts[a][i]) for a, i in enumerate(idx))
 
 
 def _rowmap(m: np.ndarray, arr):
@@ -188,47 +215,89 @@ def masks(arr, maps, compat, negative, clean):
             "membrane": arr == 2, "gasket": arr == 3}
 
 
-def counts_and_density(arr, lazy_masks):
+def counts_and_density(arr, maps, compat, negative, clean):
     """Pass 2: voxel counts and projections per region, and the unmasked class-1 projections.
+
+    One compiled pass per block (:func:`~.passes.block_region_counts`) counting what the
+    lazy masks of :func:`masks` define.
 
     Parameters
     ----------
     arr : dask.array.Array, shape (z, y, x)
         Integer class ids.
-    lazy_masks : dict
-        What :func:`masks` returns.
+    maps : dict
+        The row maps of :func:`row_maps`.
+    compat, negative, clean
+        As for :func:`masks`.
 
     Returns
     -------
     raw : list of 3 ndarrays, shapes (y, x), (z, x), (z, y)
         Class-1 voxels per column along z, y and x.
     counts : dict
-        Per region: ``bubble`` and ``electrolyte`` voxel counts, and the ``density``
-        (bubble) and ``electrode`` (bubble or electrolyte) projections along z, y and x.
+        Per region of :func:`masks`: ``bubble`` and ``electrolyte`` voxel counts, and the
+        ``density`` (bubble) and ``electrode`` (bubble or electrolyte) projections along z,
+        y and x.
 
     Examples
     --------
     >>> import numpy as np
     >>> v = np.zeros((8, 16, 16), np.uint8); v[:, :, 8] = 2; v[2:5, 4:7, 10:13] = 1
     >>> arr, spacing, _ = class_volume(v)
-    >>> maps = row_maps(arr)
-    >>> raw, counts = counts_and_density(arr, masks(arr, maps, None, "high", True))
+    >>> raw, counts = counts_and_density(arr, row_maps(arr), None, "high", True)
     >>> [r.shape for r in raw]
     [(16, 16), (8, 16), (8, 16)]
     >>> int(counts["negative"]["bubble"]), int(counts["negative"]["electrolyte"])
     (27, 869)
     """
     import dask
+    import dask.array as da
 
-    lazy = {"unmasked": [(arr == 1).sum(axis=a) for a in range(3)]}
-    for name, region in lazy_masks["regions"].items():
-        b = lazy_masks["bubbles"] & region
-        e = lazy_masks["electrolyte"] & region
-        lazy[name] = {"bubble": b.sum(), "electrolyte": e.sum(),
-                      "density": [b.sum(axis=a) for a in range(3)],
-                      "electrode": [(b | e).sum(axis=a) for a in range(3)]}
-    (out,) = dask.compute(lazy)
-    return out.pop("unmasked"), out
+    nz, ny, nx = arr.shape
+    low, high, g_low, g_high, clean_side, regions = _region_rules(maps, (ny, nx), compat,
+                                                                  negative)
+    rules = dask.delayed((low, high, g_low, g_high), pure=True)
+    halo = da.overlap.overlap(arr, depth={0: 1, 1: 0, 2: 0}, boundary=0)
+    tasks = [dask.delayed(_region_block)(block, (z0, y0, x0), nz, rules, clean, clean_side)
+             for block, (z0, y0, x0) in _blocks(halo, trimmed=arr)]
+    (parts,) = dask.compute(tasks)
+    pz = np.zeros((N_QUANTITIES, ny, nx), np.int64)
+    py = np.zeros((N_QUANTITIES, nz, nx), np.int64)
+    px = np.zeros((N_QUANTITIES, nz, ny), np.int64)
+    for (bpz, bpy, bpx), (_, (z0, y0, x0)) in zip(parts, _blocks(arr)):
+        bz, (by, bx) = bpy.shape[1], bpz.shape[1:]
+        pz[:, y0:y0 + by, x0:x0 + bx] += bpz
+        py[:, z0:z0 + bz, x0:x0 + bx] += bpy
+        px[:, z0:z0 + bz, y0:y0 + by] += bpx
+    projections = [pz, py, px]
+    counts = {name: {"bubble": pz[q].sum(), "electrolyte": pz[q + 1].sum() - pz[q].sum(),
+                     "density": [p[q] for p in projections],
+                     "electrode": [p[q + 1] for p in projections]}
+              for name, q in regions.items()}
+    return [p[UNMASKED] for p in projections], counts
+
+
+def _region_block(block, offset, nz, rules, clean, clean_side):
+    return block_region_counts(block, *offset, nz, *rules, clean=clean, clean_side=clean_side)
+
+
+def _region_rules(maps, shape, compat, negative):
+    """Side thresholds, cell bounds, compat side and region -> quantity of pass 2."""
+    ny, nx = shape
+    if compat:
+        right, left = sep.utile_cuts(maps["first"], maps["last"], maps["present"])
+        inf = np.full(right.shape, np.inf)
+        side = HIGH_SIDE if negative == "high" else LOW_SIDE
+        low, high = (-inf, right - 0.5) if side == HIGH_SIDE else (left.astype(float), inf)
+        nzs = right.shape[0]
+        return (low, high, np.full((nzs, nx), -1), np.full((nzs, nx), ny), side,
+                {"negative": side})
+    regions = {"cell": CELL}
+    if maps["present"].any():
+        neg, pos = (HIGH_SIDE, LOW_SIDE) if negative == "high" else (LOW_SIDE, HIGH_SIDE)
+        regions.update(negative=neg, positive=pos)
+    return (maps["band_low"], maps["band_high"], maps["gasket_low"], maps["gasket_high"], 0,
+            regions)
 
 
 def halfcell_map(classes: Any, *, negative_side: NegativeSide = "high", spacing: Any = None):

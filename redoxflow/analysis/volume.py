@@ -95,7 +95,7 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     has_membrane = _check_classes(maps, arr.shape, compat)
     phase("row_maps")
     lazy = masks(arr, maps, compat, negative_side, acfg.clean_z_isolated)
-    raw, counts = counts_and_density(arr, lazy)
+    raw, counts = counts_and_density(arr, maps, compat, negative_side, acfg.clean_z_isolated)
     phase("counts_density")
     labels, n_components = _label_bubbles(lazy["bubbles"], spacing, acfg, scratch, progress,
                                           backend, 26 if compat else connectivity)

@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 
 from ..io.volume import as_volume
-from .kernels import NONE_ABOVE, NONE_BELOW, column_extents, slab_sqdist
+from .kernels import NONE_ABOVE, NONE_BELOW, column_extents, slab_label_minima, slab_sqdist
 
 __all__ = ["distance_to", "distance_transform", "min_distance_per_label", "SLAB_VOXELS"]
 
@@ -202,22 +202,10 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
 def _slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which):
     """Per-label minimum squared distance to each mask in one slab, and values at points."""
     labels = np.asarray(labels)
-    flat = labels.ravel()
-    where = np.flatnonzero(flat)
-    ids = flat[where]
-    order = np.argsort(ids, kind="stable")
-    ids, where = ids[order], where[order]
-    heads = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
-    minima = np.empty((len(heads), len(masks)))
-    at = np.empty((len(which), len(masks)))
-    need = labels.any(axis=2)  # only rows with label voxels (or points) are read
-    need[local_points[:, 0], local_points[:, 1]] = True
-    for k, (mask, lo, hi) in enumerate(zip(masks, belows, aboves)):
-        d2 = slab_sqdist(np.asarray(mask, bool), z0, lo, hi, spacing, need)
-        if len(heads):
-            minima[:, k] = np.minimum.reduceat(d2.ravel()[where], heads)
-        at[:, k] = d2[tuple(local_points.T)] if len(which) else at[:, k]
-    return ids[heads].astype(np.uint64), minima, which, at
+    parts = [slab_label_minima(labels, np.asarray(m, bool), z0, lo, hi, spacing, local_points)
+             for m, lo, hi in zip(masks, belows, aboves)]
+    ids = parts[0][0].astype(np.uint64)
+    return ids, np.stack([p[1] for p in parts], 1), which, np.stack([p[2] for p in parts], 1)
 
 
 def _reduce_minima(results, n_features: int, n_points: int):

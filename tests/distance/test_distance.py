@@ -65,3 +65,20 @@ def test_min_distance_per_label_equals_brute_force(rng, spacing, chunks):
         ref = ndimage.minimum(field, labels, index=np.arange(1, n + 1))
         np.testing.assert_allclose(dist[:, k], ref, rtol=1e-12)
         np.testing.assert_allclose(at[:, k], field[tuple(pts.T)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunks", [(23, 31, 37), (7, 9, 11)])
+def test_min_distance_per_label_sparse_ids_and_empty_feature(rng, chunks):
+    """Ids far apart (the dense per-slab index does not apply) and a feature with no voxel."""
+    walls = _walls(rng)
+    labels, n = ndimage.label((rng.random(walls.shape) < 0.05) & ~walls)
+    ids = np.r_[0, rng.choice(2**40, n, replace=False) + 1].astype(np.uint64)
+    sparse = ids[labels]
+    got_ids, dist, _ = min_distance_per_label(
+        da.from_array(sparse, chunks=chunks), [walls, np.zeros_like(walls)],
+        spacing=(2.0, 1.0, 0.5), slab_voxels=3 * 31 * 37)
+    np.testing.assert_array_equal(got_ids, np.sort(ids[1:]))
+    field = ndimage.distance_transform_edt(~walls, sampling=(2.0, 1.0, 0.5))
+    ref = ndimage.minimum(field, labels, index=np.arange(1, n + 1))
+    np.testing.assert_allclose(dist[:, 0], ref[np.argsort(ids[1:])], rtol=1e-12)
+    assert np.isinf(dist[:, 1]).all()
