@@ -1,0 +1,418 @@
+"""Pure per-block kernels of the microstructure metrics (numpy in, numpy out).
+
+Ball painting and the access pass are compiled with numba: neither scipy, scikit-image,
+``edt`` nor PoreSpy exposes an exact (continuous-radius) maximal-ball painting or a
+widest-path (maximin) access radius, and both are single loops that numpy cannot vectorise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+__all__ = ["face_pair_counts", "ridge", "paint_balls", "access_radius", "tpb_edges",
+           "lag_pair_counts", "profile_counts"]
+
+
+def face_pair_counts(block: np.ndarray, values: np.ndarray, axis: int,
+                     stop: int) -> np.ndarray:
+    """Count faces between neighbours along ``axis`` per pair of phase indices.
+
+    Parameters
+    ----------
+    block : integer ndarray, shape (z, y, x)
+        A block with (at most) one extra plane after its write region along ``axis``.
+    values : integer ndarray, shape (n,)
+        The phase values; other values count as phase index ``n`` ("other").
+    axis : int
+        The face normal.
+    stop : int
+        Faces whose lower voxel lies before ``stop`` along ``axis`` are counted.
+
+    Returns
+    -------
+    int64 ndarray, shape (n + 1, n + 1)
+        ``out[i, j]`` (i < j): faces between phase i and phase j.
+
+    Examples
+    --------
+    >>> b = np.array([[[0, 0, 1, 1, 2]]])
+    >>> face_pair_counts(b, np.array([0, 1, 2]), 2, 4)[:3, :3].tolist()
+    [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    """
+    n = len(values)
+    index = phase_index(block, values)
+    lo = np.take(index, np.arange(0, min(stop, block.shape[axis] - 1)), axis=axis)
+    hi = np.take(index, np.arange(1, min(stop, block.shape[axis] - 1) + 1), axis=axis)
+    differ = lo != hi
+    a, b = lo[differ], hi[differ]
+    pairs = np.minimum(a, b).astype(np.int64) * (n + 1) + np.maximum(a, b)
+    return np.bincount(pairs, minlength=(n + 1) ** 2).reshape(n + 1, n + 1)
+
+
+def phase_index(block: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Index of each voxel's phase in ``values`` (``len(values)`` for other values), uint8.
+
+    Examples
+    --------
+    >>> phase_index(np.array([[[0, 85, 170, 3]]]), np.array([0, 85, 170]))[0, 0].tolist()
+    [0, 1, 2, 3]
+    """
+    values = np.asarray(values)
+    index = np.full(block.shape, len(values), np.uint8)
+    for i, v in enumerate(values):
+        index[block == v] = i
+    return index
+
+
+def tpb_edges(block: np.ndarray, values: np.ndarray, stops: Sequence[int]) -> np.ndarray:
+    """Voxel edges around which at least three of the phases meet, per edge direction.
+
+    An edge along axis ``a`` is shared by the 2x2 voxels around it in the other two axes;
+    it counts when those four voxels hold three or more different phases of ``values``.
+    Edges are identified by their lowest voxel; those before ``stops`` (per axis) count.
+
+    Parameters
+    ----------
+    block : integer ndarray, shape (z, y, x)
+        A block with (at most) one extra plane after its write region on each axis.
+    values : integer ndarray
+        The phase values (other values never count as a phase).
+    stops : (int, int, int)
+        End of the write region on each axis, in block coordinates.
+
+    Returns
+    -------
+    int64 ndarray, shape (3,)
+        Edge counts along z, y and x.
+
+    Examples
+    --------
+    >>> b = np.zeros((1, 2, 2), np.uint8); b[0, 0, 1] = 1; b[0, 1, 0] = 2
+    >>> tpb_edges(b, np.array([0, 1, 2]), (1, 1, 1)).tolist()
+    [1, 0, 0]
+    """
+    index = phase_index(block, values)
+    n = len(values)
+    out = np.zeros(3, np.int64)
+    for axis in range(3):
+        a, b = [d for d in range(3) if d != axis]
+        sl = [slice(0, stops[d]) for d in range(3)]
+        ends = [min(stops[d], block.shape[d] - 1) for d in (a, b)]
+        if min(ends) <= 0:
+            continue
+        present = np.zeros((n,) + tuple(
+            ends[[a, b].index(d)] if d in (a, b) else min(stops[d], block.shape[d])
+            for d in range(3)), bool)
+        for da_ in (0, 1):
+            for db in (0, 1):
+                s = list(sl)
+                s[axis] = slice(0, min(stops[axis], block.shape[axis]))
+                s[a] = slice(da_, ends[0] + da_)
+                s[b] = slice(db, ends[1] + db)
+                part = index[tuple(s)]
+                for p in range(n):
+                    present[p] |= part == p
+        out[axis] = int((present.sum(axis=0) >= 3).sum())
+    return out
+
+
+def profile_counts(block: np.ndarray, values: np.ndarray, axis: int) -> np.ndarray:
+    """Voxels of each phase per plane along ``axis``.
+
+    Examples
+    --------
+    >>> profile_counts(np.array([[[0, 1], [1, 1]]]), np.array([0, 1]), 2).tolist()
+    [[1, 0], [1, 2]]
+    """
+    other = tuple(d for d in range(3) if d != axis)
+    return np.stack([(block == v).sum(axis=other) for v in values]).astype(np.int64)
+
+
+def lag_pair_counts(mask: np.ndarray, stops: Sequence[int], max_lag: int) -> np.ndarray:
+    """Pairs (p, p + k e_axis) with both voxels in the phase, per axis and lag.
+
+    Pairs are identified by their first voxel; those before ``stops`` count (the block
+    carries ``max_lag`` extra planes after its write region where the volume has them).
+
+    Returns
+    -------
+    int64 ndarray, shape (3, max_lag + 1)
+
+    Examples
+    --------
+    >>> m = np.array([[[1, 1, 0, 1]]], bool)
+    >>> lag_pair_counts(m, (1, 1, 4), 2)[2].tolist()
+    [3, 1, 1]
+    """
+    out = np.zeros((3, max_lag + 1), np.int64)
+    own = mask[:stops[0], :stops[1], :stops[2]]
+    out[:, 0] = int(own.sum())
+    for axis in range(3):
+        for k in range(1, max_lag + 1):
+            n = min(stops[axis], mask.shape[axis] - k)
+            if n <= 0:
+                break
+            s1 = [slice(0, stops[d]) for d in range(3)]
+            s2 = list(s1)
+            s1[axis] = slice(0, n)
+            s2[axis] = slice(k, k + n)
+            out[axis, k] = int(np.count_nonzero(mask[tuple(s1)] & mask[tuple(s2)]))
+    return out
+
+
+NEIGHBOURS = np.array([(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1)
+                       for dx in (-1, 0, 1) if (dz, dy, dx) != (0, 0, 0)], np.int64)
+PATTERNS = np.array([(abs(v[0]) << 2) | (abs(v[1]) << 1) | abs(v[2]) for v in NEIGHBOURS])
+
+
+def containment_tables(r2max: float, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Tables of the smallest neighbour ball that contains a ball, as voxel sets.
+
+    The open ball of squared radius ``R`` holds the lattice offsets ``d`` with
+    ``|d|^2 < R``; a neighbour at offset ``v`` contains it when its squared radius exceeds
+    ``max |d - v|^2`` over those offsets. The ball is symmetric under each axis reflection,
+    so the table depends only on which axes ``v`` moves along (7 patterns).
+
+    Returns
+    -------
+    norms : float64 ndarray, shape (k,)
+        The distinct squared norms of the lattice offsets, sorted.
+    need : float64 ndarray, shape (8, k + 1)
+        ``need[p, searchsorted(norms, R)]``: the containment bound for pattern ``p``.
+
+    Examples
+    --------
+    >>> norms, need = containment_tables(4.0, (1, 1, 1))
+    >>> norms[:3].tolist(), float(need[4, np.searchsorted(norms, 2.0)])
+    ([0.0, 1.0, 2.0], 4.0)
+    """
+    sp = np.asarray(spacing, np.float64)
+    reach = [int(np.sqrt(r2max) / s) + 1 for s in sp]
+    grid = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), -1)
+    d = grid.reshape(-1, 3).astype(np.float64) * sp
+    norm = (d * d).sum(axis=1)
+    keep = norm <= r2max
+    d, norm = d[keep], norm[keep]
+    order = np.argsort(norm, kind="stable")
+    d, norm = d[order], norm[order]
+    norms, heads = np.unique(norm, return_index=True)
+    need = np.full((8, len(norms) + 1), -np.inf)
+    for p in range(1, 8):
+        v = np.array([(p >> 2) & 1, (p >> 1) & 1, p & 1], np.float64) * sp
+        dist = ((d - v) ** 2).sum(axis=1)
+        need[p, 1:] = np.maximum.accumulate(np.maximum.reduceat(dist, heads))
+    return norms, need
+
+
+@numba.njit(cache=True, nogil=True)
+def _ridge(r2, norms, need, neighbours, patterns, rel):  # pragma: no cover - compiled
+    nz, ny, nx = r2.shape
+    keep = np.zeros(r2.shape, np.bool_)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = r2[z, y, x]
+                if v <= 0.0:
+                    continue
+                k = np.searchsorted(norms, v)
+                kept = True
+                for m in range(neighbours.shape[0]):
+                    zz = z + neighbours[m, 0]
+                    yy = y + neighbours[m, 1]
+                    xx = x + neighbours[m, 2]
+                    if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                        continue
+                    w = r2[zz, yy, xx]
+                    if w >= v and w > need[patterns[m], k] * rel:
+                        kept = False
+                        break
+                keep[z, y, x] = kept
+    return keep
+
+
+def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Centres whose ball is not contained in a neighbour's ball of at least its radius.
+
+    Containment is tested on the voxel sets (:func:`containment_tables`) for the 26
+    neighbours, which keeps a superset of the discrete maximal balls: painting the kept
+    balls gives the same result as painting all of them.
+
+    Parameters
+    ----------
+    r2 : float64 ndarray, shape (z, y, x)
+        Squared ball radius per voxel (0: no ball).
+    spacing : (z, y, x)
+        Voxel size.
+
+    Returns
+    -------
+    bool ndarray, shape (z, y, x)
+
+    Examples
+    --------
+    >>> r2 = np.array([[[1.0, 9.0, 1.0]]])
+    >>> ridge(r2, (1, 1, 1))[0, 0].tolist()
+    [False, True, False]
+    """
+    r2 = np.ascontiguousarray(r2, np.float64)
+    norms, need = containment_tables(float(r2.max(initial=0.0)), spacing)
+    return _ridge(r2, norms, need, NEIGHBOURS, PATTERNS, 1.0 + 1e-12)
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint(cz, cy, cx, r2, origin, out, sz, sy, sx):  # pragma: no cover - compiled
+    nz, ny, nx = out.shape
+    for i in range(cz.shape[0]):
+        rr = r2[i]
+        r = np.sqrt(rr)
+        val = np.float32(r)
+        z0, y0, x0 = cz[i] - origin[0], cy[i] - origin[1], cx[i] - origin[2]
+        rz = int(r / sz) + 1
+        ry = int(r / sy) + 1
+        for dz in range(max(-rz, -z0), min(rz, nz - 1 - z0) + 1):
+            remz = rr - (dz * sz) ** 2
+            if remz <= 0.0:
+                continue
+            z = z0 + dz
+            for dy in range(max(-ry, -y0), min(ry, ny - 1 - y0) + 1):
+                rem = remz - (dy * sy) ** 2
+                if rem <= 0.0:
+                    continue
+                y = y0 + dy
+                w = int(np.sqrt(rem) / sx)  # the largest w with (w sx)^2 < rem
+                while w > 0 and (w * sx) ** 2 >= rem:
+                    w -= 1
+                while ((w + 1) * sx) ** 2 < rem:
+                    w += 1
+                row = out[z, y]
+                for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
+                    row[x] = max(row[x], val)
+
+
+def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray | None = None,
+                origin: Sequence[int] = (0, 0, 0), shape: Sequence[int] | None = None
+                ) -> np.ndarray:
+    """Largest radius of the open balls ``|x - c| < r_c`` covering each voxel.
+
+    Parameters
+    ----------
+    r2 : float64 ndarray, shape (z, y, x)
+        Squared radius of the ball centred on each voxel (0: none).
+    spacing : (z, y, x)
+        Voxel size.
+    centres : bool ndarray, optional
+        The centres to paint (default :func:`ridge` of ``r2``, which gives the same result
+        as painting every ball).
+    origin, shape : (z, y, x), optional
+        The output window within ``r2`` (default: all of it).
+
+    Returns
+    -------
+    float32 ndarray, shape ``shape``
+        Radius (0 where no ball reaches).
+
+    Examples
+    --------
+    >>> r2 = np.zeros((1, 1, 7)); r2[0, 0, 3] = 4.0; r2[0, 0, 0] = 1.0
+    >>> paint_balls(r2, (1, 1, 1))[0, 0].tolist()
+    [1.0, 0.0, 2.0, 2.0, 2.0, 0.0, 0.0]
+    >>> paint_balls(r2, (1, 1, 1), origin=(0, 0, 2), shape=(1, 1, 2))[0, 0].tolist()
+    [2.0, 2.0]
+    """
+    r2 = np.ascontiguousarray(r2, np.float64)
+    keep = ridge(r2, spacing) if centres is None else centres & (r2 > 0)
+    cz, cy, cx = (np.asarray(c, np.int64) for c in np.nonzero(keep))
+    out = np.zeros(tuple(shape) if shape is not None else r2.shape, np.float32)
+    _paint(cz, cy, cx, r2[keep], np.asarray(origin, np.int64), out, *map(float, spacing))
+    return out
+
+
+@numba.njit(cache=True)
+def _find(parent, i):  # pragma: no cover - compiled
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:
+        parent[i], i = root, parent[i]
+    return root
+
+
+@numba.njit(cache=True)
+def _access(r2flat, order, inlet, shape, offsets_z, offsets_y, offsets_x,
+            out):  # pragma: no cover - compiled
+    """Union-find over voxels added in decreasing r2: a component gets its access level
+    when it first contains an inlet voxel; later joiners get their own level."""
+    nz, ny, nx = shape
+    n = r2flat.shape[0]
+    parent = np.arange(n)
+    connected = np.zeros(n, np.bool_)
+    added = np.zeros(n, np.bool_)
+    nxt = np.full(n, -1, np.int64)  # members linked list per root
+    tail = np.arange(n)
+    for k in range(order.shape[0]):
+        i = order[k]
+        level = r2flat[i]
+        added[i] = True
+        connected[i] = inlet[i]
+        z = i // (ny * nx)
+        y = (i // nx) % ny
+        x = i % nx
+        for m in range(offsets_z.shape[0]):
+            zz, yy, xx = z + offsets_z[m], y + offsets_y[m], x + offsets_x[m]
+            if zz < 0 or zz >= nz or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+                continue
+            j = (zz * ny + yy) * nx + xx
+            if not added[j]:
+                continue
+            a, b = _find(parent, i), _find(parent, j)
+            if a == b:
+                continue
+            if connected[a] != connected[b]:  # the unconnected side joins at this level
+                u = b if connected[a] else a
+                while u != -1:
+                    out[u] = level
+                    u = nxt[u]
+            parent[b] = a
+            connected[a] = connected[a] or connected[b]
+            nxt[tail[a]] = b
+            tail[a] = tail[b]
+        if connected[_find(parent, i)]:
+            out[i] = level
+
+
+def access_radius(r2: np.ndarray, inlet: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Widest-path level of each voxel from the inlet: the largest ``t`` such that the voxel
+    is connected to an inlet voxel through voxels with ``r2 >= t`` (0 when unreachable).
+
+    Parameters
+    ----------
+    r2 : float64 ndarray, shape (z, y, x)
+        Squared ball radius per voxel (0 outside the phase).
+    inlet : bool ndarray, shape (z, y, x)
+        Inlet voxels.
+    offsets : int ndarray, shape (m, 3)
+        Neighbour offsets (the connectivity).
+
+    Returns
+    -------
+    float64 ndarray, shape (z, y, x)
+
+    Examples
+    --------
+    >>> r2 = np.array([[[4.0, 1.0, 9.0, 0.0, 9.0]]])
+    >>> inlet = np.zeros(r2.shape, bool); inlet[0, 0, 0] = True
+    >>> off = np.array([[0, 0, -1], [0, 0, 1]])
+    >>> access_radius(r2, inlet, off)[0, 0].tolist()
+    [4.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    flat = np.ascontiguousarray(r2, np.float64).ravel()
+    where = np.flatnonzero(flat > 0)
+    order = where[np.argsort(-flat[where], kind="stable")]
+    out = np.zeros(flat.shape, np.float64)
+    off = np.asarray(offsets, np.int64)
+    _access(flat, order, np.ascontiguousarray(inlet, bool).ravel(), r2.shape,
+            off[:, 0].copy(), off[:, 1].copy(), off[:, 2].copy(), out)
+    return out.reshape(r2.shape)
