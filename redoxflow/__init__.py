@@ -21,6 +21,7 @@ _LAZY = {
     "Config": "redoxflow.config",
     "make_client": "redoxflow.cluster",
     "make_phantom": "redoxflow.synthetic",
+    "make_phantom_series": "redoxflow.synthetic",
     "label": "redoxflow.labeling",
     "regionprops": "redoxflow.measure",
     "analyze": "redoxflow.analysis",
