@@ -322,7 +322,8 @@ class PhantomSeries:
         ``identity[t][k - 1]`` is the true bubble id of label ``k`` at step ``t``.
     events : list of (int, str, tuple of int, tuple of int)
         ``(t, kind, before, after)``: ``"merge"`` (two true ids at ``t - 1`` become one at
-        ``t``), ``"split"`` (one becomes two) and ``"nucleation"`` (``before`` empty).
+        ``t``), ``"split"`` (one becomes two), ``"nucleation"`` (``before`` empty) and
+        ``"dropout"`` (the bubble in ``before`` is missing at step ``t`` only).
     velocity : (float, float, float)
         Mean drift (z, y, x) in voxels per step.
     mean_diameter : float
@@ -377,13 +378,37 @@ class PhantomSeries:
         for b in before.keys() & after.keys():
             out["continue"].add((before[b], after[b]))
         for step, kind, src, dst in self.events:
-            if step != t or kind == "nucleation":
+            if step != t or kind not in out:
                 continue
             for s in src:
                 for d in dst:
                     if s in before and d in after:
                         out[kind].add((before[s], after[d]))
         return out
+
+
+    def true_gaps(self, t: int) -> set[tuple[int, int]]:
+        """Bubbles missing at step ``t - 1`` only, as (label at ``t - 2``, label at ``t``).
+
+        Parameters
+        ----------
+        t : int
+            Step of the targets (at least 2).
+
+        Returns
+        -------
+        set of (int, int)
+
+        Examples
+        --------
+        >>> s = make_phantom_series((24, 32, 48), n_steps=4, n_dropouts=1, seed=0)
+        >>> sum(len(s.true_gaps(t)) for t in range(2, 4))
+        1
+        """
+        before = {int(b): k + 1 for k, b in enumerate(self.identity[t - 2])}
+        middle = {int(b) for b in self.identity[t - 1]}
+        after = {int(b): k + 1 for k, b in enumerate(self.identity[t])}
+        return {(before[b], after[b]) for b in (before.keys() & after.keys()) - middle}
 
 
 def _ball_paint(out: np.ndarray, centre: np.ndarray, radius: float, value: int) -> None:
@@ -484,6 +509,7 @@ def make_phantom_series(
     n_merges: int = 2,
     n_splits: int = 2,
     n_nuclei: int = 2,
+    n_dropouts: int = 0,
     growth: float = 0.08,
     fill: float = 0.12,
     voxel_size: float | tuple[float, float, float] = 1.0,
@@ -509,6 +535,9 @@ def make_phantom_series(
         Range of initial radii (voxels).
     n_merges, n_splits, n_nuclei : int
         Number of coalescences, splits and nucleations (each at a random step >= 1).
+    n_dropouts : int
+        Number of missed detections: a bubble (inside the field at steps ``t - 1`` to
+        ``t + 1``) is left out of step ``t`` (``"dropout"`` events, for gap closing).
     growth : float
         Relative volume growth per step of the growing bubbles (30 % of them).
     fill : float
@@ -552,13 +581,26 @@ def make_phantom_series(
             events.append((t, "split", (ids[0],), (ids[1], ids[2])))
         elif g["kind"] == "nucleus":
             events.append((t, "nucleation", (), (ids[0],)))
+    dropped = set()
+    singles_idx = [k for k, g in enumerate(groups) if g["kind"] == "single"]
+    for k in rng.permutation(singles_idx):
+        if len(dropped) >= n_dropouts or n_steps < 3:
+            break
+        g = groups[k]
+        t = int(rng.integers(1, n_steps - 1))
+        r = float(g["members"][0][1][t + 1]) + 1
+        inside = all(np.all((g["path"][s] >= r) & (g["path"][s] <= np.array(shape) - 1 - r))
+                     for s in (t - 1, t, t + 1))
+        if inside:
+            dropped.add((t, g["ids"][0]))
+            events.append((t, "dropout", (g["ids"][0],), ()))
     labels = np.zeros((n_steps, *shape), np.uint32)
     identity = []
     for t in range(n_steps):
         painted = np.zeros(shape, np.int64)
         for g in groups:
             for (offset, rad, first, last), bid in zip(g["members"], g["ids"]):
-                if first <= t <= last:
+                if first <= t <= last and (t, bid) not in dropped:
                     _ball_paint(painted, g["path"][t] + offset, float(rad[t]), bid)
         flat = painted.ravel()
         ids, first_voxel = np.unique(flat, return_index=True)
