@@ -9,11 +9,11 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from .connectivity import percolation
+from .connectivity import percolation_axes
 from .correlation import two_point_correlation
 from .fractions import fraction_profile, volume_fractions
 from .inputs import phase_volume
-from .options import AXES, Inlet, Radii, SurfaceMethod, axis_index, check_method, parse_inlet
+from .options import AXES, Inlet, Radii, SurfaceMethod, check_method, parse_inlet
 from .surface import SIGMA, interfacial_area, specific_surface_area, triple_phase_boundary
 from .thickness import intrusion, intrusion_distribution, local_thickness, pore_size_distribution
 
@@ -95,17 +95,15 @@ def microstructure(volume: Any, *, phases: Any = None, spacing: Any = None,
     if "sizes" in metrics or "intrusion" in metrics:
         parts += _sizes(data, ph, sp, inlet, radii, "intrusion" in metrics)
     if "percolation" in metrics:
-        names = [AXES[axis_index(a)] for a in axes]
-        perc = [xr.concat([percolation(data, a, phase=v) for a in names], "axis")
-                .assign_coords(axis=names) for v in ph.values()]
+        perc = [percolation_axes(data, axes, phase=v) for v in ph.values()]
         parts.append(xr.concat(perc, "phase").assign_coords(phase=list(ph))
-                     .assign_attrs(perc[0].attrs).drop_attrs(deep=False)
+                     .drop_attrs(deep=False)
                      .assign_attrs(units="1", long_name="phase fraction by connection to "
-                                   "two opposite faces"))
+                                   "two opposite faces (connectivity 6)"))
     if "correlation" in metrics:
         s2 = [two_point_correlation(data, r_max, phase=v, spacing=sp) for v in ph.values()]
         parts.append(xr.concat(s2, "phase", coords="minimal").assign_coords(phase=list(ph)))
-    ds = xr.merge(parts, combine_attrs="drop")
+    ds = xr.merge(parts, combine_attrs="drop", join="outer")  # axes: percolation ones
     for p in parts:  # merge drops variable attrs: units and long_name travel with each
         ds[p.name].attrs = dict(p.attrs)
         for c in p.coords:
