@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..distance import min_distance_per_label
-from .blockage import block_contacts
-from .proximity import boundary_points
+from .blockage import block_walls
 
 WALLS = ["membrane", "gasket", "z-", "z+", "y-", "y+", "x-", "x+"]
 UTILE_WALLS = ["top", "bottom", "left", "right", "front", "back", "membrane"]
@@ -64,16 +63,6 @@ def _halo_blocks(x):
     return da.overlap.overlap(x, depth=1, boundary=0).to_delayed()
 
 
-def _wall_block(codes, labels, origin, side_lut, spacing, n_walls):
-    """Contacts with the labels and boundary points of each wall code (1..n) in one block."""
-    out = []
-    for code in range(1, n_walls + 1):
-        wall = codes == code
-        out.append((block_contacts(wall, labels, side_lut, spacing),
-                    boundary_points(wall, origin)))
-    return out
-
-
 def wall_contacts(walls, labels, side_lut, spacing):
     """One halo pass: per wall mask, the reduced contacts and a KD-tree of its boundary.
 
@@ -123,7 +112,7 @@ def wall_contacts(walls, labels, side_lut, spacing):
     starts = _origins(labels.chunks)
     cb, lb = _halo_blocks(codes), _halo_blocks(labels)
     lut = dask.delayed(side_lut)
-    tasks = {idx: dask.delayed(_wall_block)(cb[idx], lb[idx],
+    tasks = {idx: dask.delayed(block_walls)(cb[idx], lb[idx],
                                             [starts[a][idx[a]] for a in range(3)], lut,
                                             spacing, len(names))
              for idx in np.ndindex(*labels.numblocks)}

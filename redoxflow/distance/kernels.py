@@ -107,6 +107,17 @@ def _envelope(f, w, out, v, zb):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _transpose(a, out):  # pragma: no cover - compiled
+    """``out[:] = a.T`` in cache-sized tiles."""
+    n0, n1 = a.shape
+    for i0 in range(0, n0, 32):
+        for j0 in range(0, n1, 32):
+            for i in range(i0, min(i0 + 32, n0)):
+                for j in range(j0, min(j0 + 32, n1)):
+                    out[j, i] = a[i, j]
+
+
+@numba.njit(cache=True, nogil=True)
 def _slab(mask, z0, below, above, sz, sy, sx, need, labels, lo, minima, seen, pts, at,
           out):  # pragma: no cover - compiled
     """The three passes over a slab, one plane at a time (see :func:`slab_sqdist`).
@@ -129,10 +140,12 @@ def _slab(mask, z0, below, above, sz, sy, sx, need, labels, lo, minima, seen, pt
             for x in range(nx):
                 nxt[k, y, x] = z0 + k if mask[k, y, x] else nxt[k + 1, y, x]
     prev = below.copy()
+    plane = np.empty((ny, nx), np.float64)
     column = np.empty((nx, ny), np.float64)  # the plane, transposed: y lines contiguous
     line = np.empty(max(nx, ny), np.float64)
     row = np.empty(nx, np.float64)
     rows = np.empty(ny, np.bool_)
+    finite = np.empty(nx, np.bool_)  # columns with a finite z distance in the plane
     v = np.empty(max(nx, ny), np.int64)
     zb = np.empty(max(nx, ny) + 1, np.float64)
     wz, wy, wx = sz * sz, sy * sy, sx * sx
@@ -154,20 +167,33 @@ def _slab(mask, z0, below, above, sz, sy, sx, need, labels, lo, minima, seen, pt
             wanted |= rows[y]
         if not wanted:
             continue
+        finite[:] = False
         for y in range(ny):
             for x in range(nx):
                 gap = min(z - prev[y, x], nxt[k, y, x] - z)
-                column[x, y] = np.inf if gap >= NONE_ABOVE // 2 else wz * gap * gap
-        for x in range(nx):
-            for y in range(ny):
-                line[y] = column[x, y]
-            _envelope(line[:ny], wy, column[x], v, zb)
+                if gap >= NONE_ABOVE // 2:
+                    plane[y, x] = np.inf
+                else:
+                    plane[y, x] = wz * gap * gap
+                    finite[x] = True
+        n_finite = finite.sum()
+        if 8 * n_finite < nx:  # few columns reach a feature: gather them one by one
+            for x in range(nx):
+                if finite[x]:
+                    line[:ny] = plane[:, x]
+                    _envelope(line[:ny], wy, column[x], v, zb)
+                    plane[:, x] = column[x]
+        else:  # the y pass on contiguous lines of the transposed plane
+            _transpose(plane, column)
+            for x in range(nx):
+                if finite[x]:
+                    line[:ny] = column[x]
+                    _envelope(line[:ny], wy, column[x], v, zb)
+            _transpose(column, plane)
         for y in range(ny):
             if not rows[y]:
                 continue
-            for x in range(nx):
-                line[x] = column[x, y]
-            _envelope(line[:nx], wx, row, v, zb)
+            _envelope(plane[y], wx, row, v, zb)
             if write:
                 out[k, y, :] = row
             if reduce_:

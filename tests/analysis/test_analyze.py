@@ -480,7 +480,7 @@ def test_centroid_inside_a_wall_gets_a_finite_distance():
     import dask.array as da
     from scipy.spatial import cKDTree
 
-    from redoxflow.analysis.proximity import boundary_points
+    from redoxflow.analysis.blockage import block_walls
     from redoxflow.analysis.walls import default_proximity, wall_contacts
 
     shape = (3, 14, 30)
@@ -497,7 +497,8 @@ def test_centroid_inside_a_wall_gets_a_finite_distance():
     assert wall[tuple(np.rint(centroid).astype(int))]  # the centroid lies inside the wall
     _, dist = default_proximity(table, lab, (da.from_array(wall), None),
                                 (walls["membrane"][1], None), (1.0, 1.0, 1.0), shape)
-    edge = boundary_points(np.pad(wall, 1), (0, 0, 0))
+    [(_, edge)] = block_walls(np.pad(wall, 1), np.zeros((5, 16, 32), np.uint32), (0, 0, 0),
+                              np.zeros(1, np.uint8), (1.0, 1.0, 1.0), 1)
     assert dist[0, 0] == pytest.approx(cKDTree(edge).query(centroid)[0])
 
 
