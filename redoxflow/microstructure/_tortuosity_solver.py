@@ -1,0 +1,638 @@
+"""Steady diffusion through one phase: multigrid-preconditioned conjugate gradient (private).
+
+The problem is the cell-centred finite-volume discretisation of ``div(grad c) = 0`` on the
+active (percolating) voxels of a volume whose transport axis is axis 0: ``c = 1`` on the
+inlet face, ``c = 0`` on the outlet face, no flux through the other faces (or periodic
+sides). Every level of the solver is a 7-point stencil held as three conductance arrays
+``g[a]`` (``g[a][..., i, ...]`` couples voxel ``i`` to ``i + 1`` along axis ``a``; the last
+entry is the periodic wrap, zero when the axis is not periodic) and two Dirichlet layers
+``d_in`` / ``d_out`` (conductances from the first / last layer to the faces).
+
+Coarse levels are the Galerkin operators ``P^T A P`` of piecewise-constant aggregation of
+2x2x2 blocks, which for a 7-point stencil is again a 7-point stencil: a coarse conductance is
+the sum of the fine conductances that cross the coarse face. This is unsmoothed aggregation
+multigrid on the voxel grid (structured, matrix-free, nothing but sums to set up), used as a
+symmetric V-cycle (damped Jacobi, as many sweeps before as after) to precondition CG; the
+coarsest level is factorised once with SuperLU.
+
+Why not PyAMG: its setup (strength of connection, aggregation, smoothing of the prolongator,
+triple products on a CSR matrix) costs more than the whole solve here, needs the assembled
+matrix (~100 B per unknown) and does not run on a GPU or blockwise; the geometric
+aggregation needs no setup beyond the sums, is the same on every backend, and measured faster
+(see ``benchmarks/bench_tortuosity.py``).
+
+Kernels: array expressions on any array module (NumPy, CuPy: the GPU path) and compiled
+numba kernels for the same operations on the CPU (the fast path; identical arithmetic).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import splu
+
+from .._backend import to_backend, to_numpy
+
+COARSEST = 512  # voxels of the coarsest level (factorised)
+PARALLEL = 1 << 16  # voxels from which the compiled kernels run on all threads
+SWEEPS = 2  # Jacobi sweeps before and after the coarse correction
+OMEGA = 0.8  # Jacobi damping
+ALPHA = 1.0  # coarse-correction scaling
+KCYCLE_TOL = 0.25  # second K-cycle step skipped below this residual reduction
+
+
+# --------------------------------------------------------------------------------------------
+# numba kernels (CPU). Every axis wraps: the last conductance is zero unless periodic.
+
+def _nb_apply(x, g0, g1, g2, diag, out):  # pragma: no cover - compiled
+    n0, n1, n2 = x.shape
+    for i in numba.prange(n0):
+        ip = i - 1 if i > 0 else n0 - 1
+        inn = i + 1 if i + 1 < n0 else 0
+        for j in range(n1):
+            jp = j - 1 if j > 0 else n1 - 1
+            jn = j + 1 if j + 1 < n1 else 0
+            for k in range(n2):
+                kp = k - 1 if k > 0 else n2 - 1
+                kn = k + 1 if k + 1 < n2 else 0
+                out[i, j, k] = (diag[i, j, k] * x[i, j, k]
+                                - g0[i, j, k] * x[inn, j, k] - g0[ip, j, k] * x[ip, j, k]
+                                - g1[i, j, k] * x[i, jn, k] - g1[i, jp, k] * x[i, jp, k]
+                                - g2[i, j, k] * x[i, j, kn] - g2[i, j, kp] * x[i, j, kp])
+
+
+def _nb_jacobi(x, b, g0, g1, g2, diag, inv, out):  # pragma: no cover - compiled
+    """out = x + inv * (b - A x)."""
+    n0, n1, n2 = x.shape
+    for i in numba.prange(n0):
+        ip = i - 1 if i > 0 else n0 - 1
+        inn = i + 1 if i + 1 < n0 else 0
+        for j in range(n1):
+            jp = j - 1 if j > 0 else n1 - 1
+            jn = j + 1 if j + 1 < n1 else 0
+            for k in range(n2):
+                kp = k - 1 if k > 0 else n2 - 1
+                kn = k + 1 if k + 1 < n2 else 0
+                ax = (diag[i, j, k] * x[i, j, k]
+                      - g0[i, j, k] * x[inn, j, k] - g0[ip, j, k] * x[ip, j, k]
+                      - g1[i, j, k] * x[i, jn, k] - g1[i, jp, k] * x[i, jp, k]
+                      - g2[i, j, k] * x[i, j, kn] - g2[i, j, kp] * x[i, j, kp])
+                out[i, j, k] = x[i, j, k] + inv[i, j, k] * (b[i, j, k] - ax)
+
+
+def _nb_residual(x, b, g0, g1, g2, diag, out):  # pragma: no cover - compiled
+    """out = b - A x."""
+    n0, n1, n2 = x.shape
+    for i in numba.prange(n0):
+        ip = i - 1 if i > 0 else n0 - 1
+        inn = i + 1 if i + 1 < n0 else 0
+        for j in range(n1):
+            jp = j - 1 if j > 0 else n1 - 1
+            jn = j + 1 if j + 1 < n1 else 0
+            for k in range(n2):
+                kp = k - 1 if k > 0 else n2 - 1
+                kn = k + 1 if k + 1 < n2 else 0
+                out[i, j, k] = b[i, j, k] - (
+                    diag[i, j, k] * x[i, j, k]
+                    - g0[i, j, k] * x[inn, j, k] - g0[ip, j, k] * x[ip, j, k]
+                    - g1[i, j, k] * x[i, jn, k] - g1[i, jp, k] * x[i, jp, k]
+                    - g2[i, j, k] * x[i, j, kn] - g2[i, j, kp] * x[i, j, kp])
+
+
+def _nb_dot(u, v):  # pragma: no cover - compiled
+    """Float64 dot product of two 3D arrays (numba's threads, not BLAS's)."""
+    n0, n1, n2 = u.shape
+    s = 0.0
+    for i in numba.prange(n0):
+        t = 0.0
+        for j in range(n1):
+            for k in range(n2):
+                t += np.float64(u[i, j, k]) * np.float64(v[i, j, k])
+        s += t
+    return s
+
+
+def _nb_restrict(r, f0, f1, f2, out):  # pragma: no cover - compiled
+    """out[I, J, K] = sum of r over the fine block (I, J, K) (f0 x f1 x f2 voxels)."""
+    n0, n1, n2 = r.shape
+    c0, c1, c2 = out.shape
+    for ic in numba.prange(c0):
+        for jc in range(c1):
+            for kc in range(c2):
+                s = 0.0
+                for di in range(f0):
+                    i = ic * f0 + di
+                    if i >= n0:
+                        break
+                    for dj in range(f1):
+                        j = jc * f1 + dj
+                        if j >= n1:
+                            break
+                        for dk in range(f2):
+                            k = kc * f2 + dk
+                            if k >= n2:
+                                break
+                            s += r[i, j, k]
+                out[ic, jc, kc] = s
+
+
+def _nb_prolong_add(xc, f0, f1, f2, alpha, x):  # pragma: no cover - compiled
+    """x += alpha * xc repeated over each fine block."""
+    n0, n1, n2 = x.shape
+    for i in numba.prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                x[i, j, k] += alpha * xc[i // f0, j // f1, k // f2]
+
+
+def _nb_layer_fluxes(x, g0, d_in, d_out, out):  # pragma: no cover - compiled
+    """Flux through the n0 + 1 faces normal to axis 0 (float64): inlet, interfaces, outlet."""
+    n0, n1, n2 = x.shape
+    for i in numba.prange(n0 + 1):
+        s = 0.0
+        for j in range(n1):
+            for k in range(n2):
+                if i == 0:
+                    s += d_in[j, k] * (1.0 - x[0, j, k])
+                elif i == n0:
+                    s += d_out[j, k] * x[n0 - 1, j, k]
+                else:
+                    s += g0[i - 1, j, k] * (x[i - 1, j, k] - x[i, j, k])
+        out[i] = s
+
+
+# serial twins for small levels: thread launches cost more than the work there
+_nb_apply_par = numba.njit(parallel=True, cache=True)(_nb_apply)
+_nb_apply_ser = numba.njit(parallel=False, cache=True)(_nb_apply)
+
+_nb_jacobi_par = numba.njit(parallel=True, cache=True)(_nb_jacobi)
+_nb_jacobi_ser = numba.njit(parallel=False, cache=True)(_nb_jacobi)
+
+_nb_residual_par = numba.njit(parallel=True, cache=True)(_nb_residual)
+_nb_residual_ser = numba.njit(parallel=False, cache=True)(_nb_residual)
+
+_nb_dot_par = numba.njit(parallel=True, cache=True)(_nb_dot)
+_nb_dot_ser = numba.njit(parallel=False, cache=True)(_nb_dot)
+
+_nb_restrict_par = numba.njit(parallel=True, cache=True)(_nb_restrict)
+_nb_restrict_ser = numba.njit(parallel=False, cache=True)(_nb_restrict)
+
+_nb_prolong_add_par = numba.njit(parallel=True, cache=True)(_nb_prolong_add)
+_nb_prolong_add_ser = numba.njit(parallel=False, cache=True)(_nb_prolong_add)
+
+_nb_layer_fluxes_par = numba.njit(parallel=True, cache=True)(_nb_layer_fluxes)
+_nb_layer_fluxes_ser = numba.njit(parallel=False, cache=True)(_nb_layer_fluxes)
+
+
+def _k(name: str, size: int):
+    return _KERNELS[name][size >= PARALLEL]
+
+
+_KERNELS = {n: (globals()[n + "_ser"], globals()[n + "_par"]) for n in
+            ("_nb_apply", "_nb_jacobi", "_nb_residual", "_nb_dot", "_nb_restrict",
+             "_nb_prolong_add", "_nb_layer_fluxes")}
+
+
+# --------------------------------------------------------------------------------------------
+# array-module kernels (NumPy or CuPy): the same arithmetic as the numba kernels
+
+def _sl(a: int, s: slice | int) -> tuple:
+    return (slice(None),) * a + (s,)
+
+
+def _xp_apply(xp, x, g, diag):
+    out = diag * x
+    for a in range(3):
+        n = x.shape[a]
+        if n == 1:
+            continue
+        lo, hi = _sl(a, slice(0, n - 1)), _sl(a, slice(1, n))
+        glo = g[a][lo]
+        out[lo] -= glo * x[hi]
+        out[hi] -= glo * x[lo]
+        first, last = _sl(a, slice(0, 1)), _sl(a, slice(n - 1, n))
+        gw = g[a][last]
+        out[last] -= gw * x[first]
+        out[first] -= gw * x[last]
+    return out
+
+
+def _xp_restrict(xp, r, f, shape_c):
+    pads = [(0, c * k - n) for n, c, k in zip(r.shape, shape_c, f)]
+    if any(p for _, p in pads):
+        r = xp.pad(r, pads)
+    c0, c1, c2 = shape_c
+    return r.reshape(c0, f[0], c1, f[1], c2, f[2]).sum(axis=(1, 3, 5))
+
+
+def _xp_prolong(xp, xc, f, shape):
+    x = xc
+    for a in range(3):
+        if f[a] > 1:
+            x = xp.repeat(x, f[a], axis=a)
+    return x[: shape[0], : shape[1], : shape[2]]
+
+
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Level:
+    """One level of the hierarchy: conductances, Dirichlet layers and derived diagonals.
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((2, 1, 1), bool), (1.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> lv.shape, lv.diag.ravel().tolist()
+    ((2, 1, 1), [3.0, 3.0])
+    """
+
+    g: tuple
+    d_in: Any
+    d_out: Any
+    diag: Any = None
+    inv: Any = None
+    factor: tuple = (1, 1, 1)  # block size of the next level's aggregates
+    work: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.g[0].shape)
+
+
+def _diagonal(xp, g, d_in, d_out):
+    diag = g[0] + g[1] + g[2]
+    for a in range(3):
+        n = g[a].shape[a]
+        if n > 1:
+            diag[_sl(a, slice(1, n))] += g[a][_sl(a, slice(0, n - 1))]
+            diag[_sl(a, slice(0, 1))] += g[a][_sl(a, slice(n - 1, n))]
+        else:
+            diag += g[a]
+    diag[0] += d_in
+    diag[-1] += d_out
+    return diag
+
+
+def _finish(xp, level: Level) -> Level:
+    level.diag = _diagonal(xp, level.g, level.d_in, level.d_out)
+    level.inv = xp.where(level.diag > 0, OMEGA / xp.where(level.diag > 0, level.diag, 1), 0)
+    level.inv = level.inv.astype(level.diag.dtype)
+    return level
+
+
+def fine_level(xp, active, spacing, periodic, dtype) -> Level:
+    """The fine level of an active mask (axis 0 = transport, face boundary conditions).
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((3, 1, 1), bool), (2.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> lv.g[0].ravel().tolist(), lv.d_in.ravel().tolist()
+    ([0.5, 0.5, 0.0], [1.0])
+    """
+    h = [float(s) for s in spacing]
+    cond = [h[1] * h[2] / h[0], h[0] * h[2] / h[1], h[0] * h[1] / h[2]]  # area / distance
+    g = []
+    for a in range(3):
+        n = active.shape[a]
+        ga = xp.zeros(active.shape, dtype=dtype)
+        if n > 1:
+            lo, hi = _sl(a, slice(0, n - 1)), _sl(a, slice(1, n))
+            ga[lo] = (active[lo] & active[hi]) * cond[a]
+            if a > 0 and periodic[a - 1]:
+                first, last = _sl(a, slice(0, 1)), _sl(a, slice(n - 1, n))
+                ga[last] = (active[last] & active[first]) * cond[a]
+        g.append(ga)
+    d_in = (active[0] * (2 * cond[0])).astype(dtype)
+    d_out = (active[-1] * (2 * cond[0])).astype(dtype)
+    return _finish(xp, Level(tuple(g), d_in, d_out))
+
+
+def voxel_level(xp, active, spacing, periodic, dtype) -> Level:
+    """Fine level with the first and last layers held fixed (PoreSpy / OpenPNM's convention).
+
+    Examples
+    --------
+    >>> voxel_level(np, np.ones((4, 1, 1), bool), (1.0, 1.0, 1.0), (False, False),
+    ...             np.float64).shape
+    (2, 1, 1)
+    """
+    inner = fine_level(xp, active[1:-1], spacing, periodic, dtype)
+    cond = spacing[1] * spacing[2] / spacing[0]
+    inner.d_in = ((active[0] & active[1]) * cond).astype(dtype)
+    inner.d_out = ((active[-1] & active[-2]) * cond).astype(dtype)
+    return _finish(xp, inner)
+
+
+def coarsen(xp, level: Level) -> Level:
+    """Galerkin operator of 2x2x2 piecewise-constant aggregation (axes of length 1 stay).
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((4, 2, 1), bool), (1.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> c = coarsen(np, lv)
+    >>> c.shape, c.g[0].ravel().tolist(), c.d_in.ravel().tolist()
+    ((2, 1, 1), [2.0, 0.0], [4.0])
+    """
+    shape = level.shape
+    f = tuple(2 if n > 1 else 1 for n in shape)
+    shape_c = tuple(-(-n // k) for n, k in zip(shape, f))
+    level.factor = f
+    g_c = []
+    for a in range(3):
+        ga = level.g[a]
+        n = shape[a]
+        if n > 1 and n % 2:  # odd: the wrap conductance moves to the padded last index
+            pads = [(0, 0)] * 3
+            pads[a] = (0, 1)
+            ga = xp.pad(ga, pads)
+            ga[_sl(a, slice(n, n + 1))] = ga[_sl(a, slice(n - 1, n))]
+            ga[_sl(a, slice(n - 1, n))] = 0
+        # the conductances leaving each aggregate along a: the last fine index of the block
+        ga = ga[_sl(a, slice(f[a] - 1, None, f[a]))]
+        other = [1 if b == a else f[b] for b in range(3)]
+        target = list(shape_c)
+        gc = _xp_restrict(xp, ga, other, target)
+        if shape_c[a] == 1:
+            gc = xp.zeros_like(gc)
+        g_c.append(gc.astype(level.g[a].dtype))
+    d_in = _xp_restrict(xp, level.d_in[None], (1,) + f[1:], (1,) + shape_c[1:])[0]
+    d_out = _xp_restrict(xp, level.d_out[None], (1,) + f[1:], (1,) + shape_c[1:])[0]
+    return _finish(xp, Level(tuple(g_c), d_in, d_out))
+
+
+def _sparse(level: Level) -> sp.csr_matrix:
+    """The level's matrix (host, float64) as CSR; used on the coarsest level only."""
+    g = [to_numpy(a).astype(np.float64) for a in level.g]
+    shape = level.shape
+    idx = np.arange(math.prod(shape)).reshape(shape)
+    rows, cols, vals = [], [], []
+    for a in range(3):
+        nb = np.roll(idx, -1, axis=a)
+        keep = (g[a] > 0) & (nb != idx)
+        i, j, v = idx[keep], nb[keep], g[a][keep]
+        rows += [i, j]
+        cols += [j, i]
+        vals += [-v, -v]
+    diag = to_numpy(level.diag).astype(np.float64).ravel()
+    rows.append(idx.ravel())
+    cols.append(idx.ravel())
+    vals.append(diag)
+    n = idx.size
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n))
+
+
+class Hierarchy:
+    """Multigrid cycle on a list of levels; ``backend`` "numpy" uses the numba kernels.
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((8, 8, 8), bool), (1.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> len(Hierarchy(np, lv, "numpy", coarsest=64).levels)
+    2
+    """
+
+    def __init__(self, xp, fine: Level, backend: str, coarsest: int = COARSEST):
+        self.xp = xp
+        self.numba = backend == "numpy"
+        self.levels = [fine]
+        while math.prod(self.levels[-1].shape) > coarsest and max(self.levels[-1].shape) > 1:
+            self.levels.append(coarsen(xp, self.levels[-1]))
+        last = self.levels[-1]
+        a = _sparse(last)
+        diag = to_numpy(last.diag).ravel()
+        self.active = np.flatnonzero(diag > 0)
+        sub = a[self.active][:, self.active].tocsc()
+        self.lu = splu(sub) if self.active.size else None
+
+    def _coarse_solve(self, r):
+        level = self.levels[-1]
+        host = to_numpy(r).ravel().astype(np.float64)
+        x = np.zeros_like(host)
+        if self.lu is not None:
+            x[self.active] = self.lu.solve(host[self.active])
+        return to_backend(x.reshape(level.shape).astype(level.diag.dtype), self._backend(r))
+
+    def _backend(self, r) -> str:
+        return "numpy" if isinstance(r, np.ndarray) else "cupy"
+
+    def _buffer(self, level: Level, name: str, shape=None):
+        buf = level.work.get(name)
+        if buf is None:
+            buf = self.xp.empty(shape or level.shape, dtype=level.diag.dtype)
+            level.work[name] = buf
+        return buf
+
+    def apply(self, depth: int, x):
+        lv = self.levels[depth]
+        if self.numba:
+            out = np.empty_like(x)
+            _k("_nb_apply", x.size)(x, lv.g[0], lv.g[1], lv.g[2], lv.diag, out)
+            return out
+        return _xp_apply(self.xp, x, lv.g, lv.diag)
+
+    def dot(self, u, v) -> float:
+        if self.numba:
+            return float(_k("_nb_dot", u.size)(u, v))
+        return float(self.xp.sum(u * v, dtype=self.xp.float64))
+
+    def coarse_correction(self, r, depth: int):
+        """Approximate solve on level ``depth``: exact on the coarsest, else Notay's K-cycle
+        (two flexible-CG steps preconditioned by the cycle of that level)."""
+        if depth == len(self.levels) - 1:
+            return self._coarse_solve(r)
+        c1 = self.vcycle(r, depth)
+        v1 = self.apply(depth, c1)
+        rho1 = self.dot(c1, v1)
+        a1 = self.dot(c1, r)
+        if rho1 <= 0:
+            return c1
+        rt = r - (a1 / rho1) * v1
+        rn, rtn = self.dot(r, r), self.dot(rt, rt)
+        if rtn <= (KCYCLE_TOL ** 2) * rn:
+            return (a1 / rho1) * c1
+        c2 = self.vcycle(rt, depth)
+        v2 = self.apply(depth, c2)
+        gamma, beta, a2 = self.dot(c2, v1), self.dot(c2, v2), self.dot(c2, rt)
+        rho2 = beta - gamma * gamma / rho1
+        if rho2 <= 0:
+            return (a1 / rho1) * c1
+        return (a1 / rho1 - gamma * a2 / (rho1 * rho2)) * c1 + (a2 / rho2) * c2
+
+    def vcycle(self, r, depth: int = 0):
+        """Approximate ``A^-1 r`` (one symmetric V-cycle from a zero guess)."""
+        xp = self.xp
+        if depth == len(self.levels) - 1:
+            return self._coarse_solve(r)
+        lv = self.levels[depth]
+        g0, g1, g2 = lv.g
+        if self.numba:
+            x = lv.inv * r  # first sweep from zero
+            tmp = np.empty_like(x)  # fresh: the K-cycle keeps two results of one level
+            for _ in range(SWEEPS - 1):
+                _k("_nb_jacobi", x.size)(x, r, g0, g1, g2, lv.diag, lv.inv, tmp)
+                x, tmp = tmp, x
+            res = self._buffer(lv, "res")
+            _k("_nb_residual", x.size)(x, r, g0, g1, g2, lv.diag, res)
+            nxt = self.levels[depth + 1]
+            rc = xp.empty(nxt.shape, dtype=lv.diag.dtype)
+            _k("_nb_restrict", res.size)(res, *lv.factor, rc)
+            xc = self.coarse_correction(rc, depth + 1)
+            _k("_nb_prolong_add", x.size)(xc, *lv.factor, ALPHA, x)
+            for _ in range(SWEEPS):
+                _k("_nb_jacobi", x.size)(x, r, g0, g1, g2, lv.diag, lv.inv, tmp)
+                x, tmp = tmp, x
+            return x
+        x = lv.inv * r
+        for _ in range(SWEEPS - 1):
+            x = x + lv.inv * (r - _xp_apply(xp, x, lv.g, lv.diag))
+        res = r - _xp_apply(xp, x, lv.g, lv.diag)
+        nxt = self.levels[depth + 1]
+        rc = _xp_restrict(xp, res, lv.factor, nxt.shape)
+        xc = self.coarse_correction(rc, depth + 1)
+        x = x + ALPHA * _xp_prolong(xp, xc, lv.factor, lv.shape)
+        for _ in range(SWEEPS):
+            x = x + lv.inv * (r - _xp_apply(xp, x, lv.g, lv.diag))
+        return x
+
+
+@dataclass
+class Solution:
+    """Concentration field and the convergence record of one solve.
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((4, 1, 1), bool), (1.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> sol = solve(np, lv, "numpy", 1e-8, 50)
+    >>> sol.converged, [round(float(v), 4) for v in sol.c.ravel()]
+    (True, [0.875, 0.625, 0.375, 0.125])
+    """
+
+    c: Any  # float64, the level's shape
+    fluxes: np.ndarray  # float64 (n0 + 1,): inlet, interfaces, outlet
+    iterations: int
+    residual: float  # relative: ||b - A c|| / ||b||
+    balance: float  # (max - min) / mean of the layer fluxes
+    converged: bool
+
+
+def layer_fluxes(xp, level: Level, c, numba_ok: bool) -> np.ndarray:
+    """Flux through every face normal to the transport axis (host float64).
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((2, 1, 1), bool), (1.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> layer_fluxes(np, lv, np.array([0.75, 0.25]).reshape(2, 1, 1), False).tolist()
+    [0.5, 0.5, 0.5]
+    """
+    if numba_ok:
+        out = np.empty(c.shape[0] + 1)
+        _k("_nb_layer_fluxes", c.size)(c, level.g[0], level.d_in, level.d_out, out)
+        return out
+    f64 = xp.float64
+    inlet = xp.sum(level.d_in.astype(f64) * (1.0 - c[0]), dtype=f64)
+    outlet = xp.sum(level.d_out.astype(f64) * c[-1], dtype=f64)
+    inner = xp.sum(level.g[0][:-1].astype(f64) * (c[:-1] - c[1:]), axis=(1, 2), dtype=f64)
+    return np.concatenate([[float(inlet)], to_numpy(inner).astype(np.float64),
+                           [float(outlet)]])
+
+
+def balance_of(fluxes: np.ndarray) -> float:
+    """(max - min) / mean of the layer fluxes (inf when no flux).
+
+    Examples
+    --------
+    >>> round(balance_of(np.array([1.0, 1.0, 0.9])), 6)
+    0.103448
+    """
+    mean = float(np.mean(fluxes))
+    if mean <= 0:
+        return math.inf
+    return float((fluxes.max() - fluxes.min()) / mean)
+
+
+def solve(xp, fine: Level, backend: str, tol: float, maxiter: int,
+          x0=None, coarsest: int = COARSEST, precision=np.float32) -> Solution:
+    """Preconditioned CG on ``fine`` (a float64 level) until the layer fluxes balance to
+    ``tol``; the multigrid preconditioner runs in ``precision`` (its own diagonal).
+
+    Examples
+    --------
+    >>> lv = fine_level(np, np.ones((6, 2, 2), bool), (1.0, 1.0, 1.0), (False, False),
+    ...                 np.float64)
+    >>> sol = solve(np, lv, "numpy", 1e-8, 50)
+    >>> sol.converged, round(float(sol.fluxes.mean()), 6)   # 4 columns of 6 voxels
+    (True, 0.666667)
+    """
+    f64 = xp.float64
+    numba_ok = backend == "numpy"
+    g64, diag64 = fine.g, fine.diag
+    b = xp.zeros(fine.shape, dtype=f64)
+    b[0] = fine.d_in
+    low = _finish(xp, Level(tuple(a.astype(precision) for a in fine.g),
+                            fine.d_in.astype(precision), fine.d_out.astype(precision)))
+    hier = Hierarchy(xp, low, backend, coarsest)
+
+    def apply(v, out=None):
+        if numba_ok:
+            out = np.empty_like(v) if out is None else out
+            _k("_nb_apply", v.size)(v, g64[0], g64[1], g64[2], diag64, out)
+            return out
+        return _xp_apply(xp, v, g64, diag64)
+
+    def dot(u, v) -> float:
+        if numba_ok:
+            return float(_k("_nb_dot", u.size)(u, v))
+        return float(xp.sum(u * v, dtype=f64))
+
+    def precondition(r):
+        z = hier.vcycle(r.astype(low.diag.dtype))
+        return z.astype(f64)
+
+    x = xp.zeros(fine.shape, dtype=f64) if x0 is None else x0.astype(f64)
+    r = b - apply(x)
+    bnorm = math.sqrt(dot(b, b))
+    if bnorm == 0:
+        return Solution(x, np.zeros(fine.shape[0] + 1), 0, 0.0, 0.0, True)
+    z = precondition(r)
+    p = z.copy()
+    rz = dot(r, z)
+    q = xp.empty_like(x)
+    r_old = xp.empty_like(x)
+    it = 0
+    residual = math.sqrt(dot(r, r)) / bnorm
+    fluxes = layer_fluxes(xp, Level(g64, fine.d_in, fine.d_out), x, numba_ok)
+    balance = balance_of(fluxes)
+    while it < maxiter and not (balance <= tol and residual <= tol):
+        q = apply(p, q if numba_ok else None)
+        pq = dot(p, q)
+        if pq <= 0:
+            break
+        alpha = rz / pq
+        x += alpha * p
+        r_old[...] = r
+        r -= alpha * q
+        it += 1
+        residual = math.sqrt(dot(r, r)) / bnorm
+        fluxes = layer_fluxes(xp, Level(g64, fine.d_in, fine.d_out), x, numba_ok)
+        balance = balance_of(fluxes)
+        if balance <= tol and residual <= tol:
+            break
+        z = precondition(r)
+        rz_new = dot(r, z)
+        beta = (rz_new - dot(r_old, z)) / rz  # flexible (Polak-Ribiere): the K-cycle varies
+        rz = rz_new
+        p *= beta
+        p += z
+    return Solution(x, fluxes, it, residual, balance, balance <= tol and residual <= tol)
