@@ -49,7 +49,8 @@ KCYCLE_TOL = 0.25  # second K-cycle step skipped below this residual reduction
 # --------------------------------------------------------------------------------------------
 # numba kernels (CPU). Every axis wraps: the last conductance is zero unless periodic.
 
-def _nb_apply(x, g0, g1, g2, diag, out):  # pragma: no cover - compiled
+def _nb_apply(x, g0, g1, g2, d_in, d_out, out):  # pragma: no cover - compiled
+    """out = A x; the diagonal (sum of the six conductances and the face terms) on the fly."""
     n0, n1, n2 = x.shape
     for i in numba.prange(n0):
         ip = i - 1 if i > 0 else n0 - 1
@@ -60,14 +61,21 @@ def _nb_apply(x, g0, g1, g2, diag, out):  # pragma: no cover - compiled
             for k in range(n2):
                 kp = k - 1 if k > 0 else n2 - 1
                 kn = k + 1 if k + 1 < n2 else 0
-                out[i, j, k] = (diag[i, j, k] * x[i, j, k]
-                                - g0[i, j, k] * x[inn, j, k] - g0[ip, j, k] * x[ip, j, k]
-                                - g1[i, j, k] * x[i, jn, k] - g1[i, jp, k] * x[i, jp, k]
-                                - g2[i, j, k] * x[i, j, kn] - g2[i, j, kp] * x[i, j, kp])
+                a0, b0 = np.float64(g0[i, j, k]), np.float64(g0[ip, j, k])
+                a1, b1 = np.float64(g1[i, j, k]), np.float64(g1[i, jp, k])
+                a2, b2 = np.float64(g2[i, j, k]), np.float64(g2[i, j, kp])
+                diag = a0 + b0 + a1 + b1 + a2 + b2
+                if i == 0:
+                    diag += d_in[j, k]
+                if i == n0 - 1:
+                    diag += d_out[j, k]
+                out[i, j, k] = (diag * x[i, j, k] - a0 * x[inn, j, k] - b0 * x[ip, j, k]
+                                - a1 * x[i, jn, k] - b1 * x[i, jp, k]
+                                - a2 * x[i, j, kn] - b2 * x[i, j, kp])
 
 
 def _nb_jacobi(x, b, g0, g1, g2, diag, inv, out):  # pragma: no cover - compiled
-    """out = x + inv * (b - A x)."""
+    """out = x + inv (b - A x), ``inv`` the damped inverse diagonal (0 on inactive voxels)."""
     n0, n1, n2 = x.shape
     for i in numba.prange(n0):
         ip = i - 1 if i > 0 else n0 - 1
@@ -85,8 +93,17 @@ def _nb_jacobi(x, b, g0, g1, g2, diag, inv, out):  # pragma: no cover - compiled
                 out[i, j, k] = x[i, j, k] + inv[i, j, k] * (b[i, j, k] - ax)
 
 
+def _nb_jacobi0(b, inv, out):  # pragma: no cover - compiled
+    """out = inv b (the first sweep from a zero guess)."""
+    n0, n1, n2 = b.shape
+    for i in numba.prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                out[i, j, k] = inv[i, j, k] * b[i, j, k]
+
+
 def _nb_residual(x, b, g0, g1, g2, diag, out):  # pragma: no cover - compiled
-    """out = b - A x."""
+    """out = b - A x (the diagonal from the array)."""
     n0, n1, n2 = x.shape
     for i in numba.prange(n0):
         ip = i - 1 if i > 0 else n0 - 1
@@ -102,6 +119,31 @@ def _nb_residual(x, b, g0, g1, g2, diag, out):  # pragma: no cover - compiled
                     - g0[i, j, k] * x[inn, j, k] - g0[ip, j, k] * x[ip, j, k]
                     - g1[i, j, k] * x[i, jn, k] - g1[i, jp, k] * x[i, jp, k]
                     - g2[i, j, k] * x[i, j, kn] - g2[i, j, kp] * x[i, j, kp])
+
+
+def _nb_cg_step(x, r, p, q, alpha):  # pragma: no cover - compiled
+    """x += alpha p, r -= alpha q; returns r . r (float64)."""
+    n0, n1, n2 = x.shape
+    s = 0.0
+    for i in numba.prange(n0):
+        t = 0.0
+        for j in range(n1):
+            for k in range(n2):
+                x[i, j, k] += alpha * p[i, j, k]
+                v = r[i, j, k] - alpha * q[i, j, k]
+                r[i, j, k] = v
+                t += v * v
+        s += t
+    return s
+
+
+def _nb_direction(p, z, beta):  # pragma: no cover - compiled
+    """p = z + beta p."""
+    n0, n1, n2 = p.shape
+    for i in numba.prange(n0):
+        for j in range(n1):
+            for k in range(n2):
+                p[i, j, k] = z[i, j, k] + beta * p[i, j, k]
 
 
 def _nb_dot(u, v):  # pragma: no cover - compiled
@@ -169,24 +211,24 @@ def _nb_layer_fluxes(x, g0, d_in, d_out, out):  # pragma: no cover - compiled
 # serial twins for small levels: thread launches cost more than the work there
 _nb_apply_par = numba.njit(parallel=True, cache=True)(_nb_apply)
 _nb_apply_ser = numba.njit(parallel=False, cache=True)(_nb_apply)
-
 _nb_jacobi_par = numba.njit(parallel=True, cache=True)(_nb_jacobi)
 _nb_jacobi_ser = numba.njit(parallel=False, cache=True)(_nb_jacobi)
-
+_nb_jacobi0_par = numba.njit(parallel=True, cache=True)(_nb_jacobi0)
+_nb_jacobi0_ser = numba.njit(parallel=False, cache=True)(_nb_jacobi0)
 _nb_residual_par = numba.njit(parallel=True, cache=True)(_nb_residual)
 _nb_residual_ser = numba.njit(parallel=False, cache=True)(_nb_residual)
-
 _nb_dot_par = numba.njit(parallel=True, cache=True)(_nb_dot)
 _nb_dot_ser = numba.njit(parallel=False, cache=True)(_nb_dot)
-
 _nb_restrict_par = numba.njit(parallel=True, cache=True)(_nb_restrict)
 _nb_restrict_ser = numba.njit(parallel=False, cache=True)(_nb_restrict)
-
 _nb_prolong_add_par = numba.njit(parallel=True, cache=True)(_nb_prolong_add)
 _nb_prolong_add_ser = numba.njit(parallel=False, cache=True)(_nb_prolong_add)
-
 _nb_layer_fluxes_par = numba.njit(parallel=True, cache=True)(_nb_layer_fluxes)
 _nb_layer_fluxes_ser = numba.njit(parallel=False, cache=True)(_nb_layer_fluxes)
+_nb_cg_step_par = numba.njit(parallel=True, cache=True)(_nb_cg_step)
+_nb_cg_step_ser = numba.njit(parallel=False, cache=True)(_nb_cg_step)
+_nb_direction_par = numba.njit(parallel=True, cache=True)(_nb_direction)
+_nb_direction_ser = numba.njit(parallel=False, cache=True)(_nb_direction)
 
 
 def _k(name: str, size: int):
@@ -194,8 +236,9 @@ def _k(name: str, size: int):
 
 
 _KERNELS = {n: (globals()[n + "_ser"], globals()[n + "_par"]) for n in
-            ("_nb_apply", "_nb_jacobi", "_nb_residual", "_nb_dot", "_nb_restrict",
-             "_nb_prolong_add", "_nb_layer_fluxes")}
+            ("_nb_apply", "_nb_jacobi", "_nb_jacobi0", "_nb_residual", "_nb_dot",
+             "_nb_restrict", "_nb_prolong_add", "_nb_layer_fluxes", "_nb_cg_step",
+             "_nb_direction")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,14 +322,18 @@ def _diagonal(xp, g, d_in, d_out):
     return diag
 
 
-def _finish(xp, level: Level) -> Level:
+def _finish(xp, level: Level, arrays: bool = True) -> Level:
+    """Diagonal and damped inverse diagonal arrays (the array-module path; the compiled
+    kernels compute them on the fly)."""
+    if not arrays:
+        return level
     level.diag = _diagonal(xp, level.g, level.d_in, level.d_out)
     level.inv = xp.where(level.diag > 0, OMEGA / xp.where(level.diag > 0, level.diag, 1), 0)
     level.inv = level.inv.astype(level.diag.dtype)
     return level
 
 
-def fine_level(xp, active, spacing, periodic, dtype) -> Level:
+def fine_level(xp, active, spacing, periodic, dtype, arrays: bool = True) -> Level:
     """The fine level of an active mask (axis 0 = transport, face boundary conditions).
 
     Examples
@@ -311,10 +358,10 @@ def fine_level(xp, active, spacing, periodic, dtype) -> Level:
         g.append(ga)
     d_in = (active[0] * (2 * cond[0])).astype(dtype)
     d_out = (active[-1] * (2 * cond[0])).astype(dtype)
-    return _finish(xp, Level(tuple(g), d_in, d_out))
+    return _finish(xp, Level(tuple(g), d_in, d_out), arrays)
 
 
-def voxel_level(xp, active, spacing, periodic, dtype) -> Level:
+def voxel_level(xp, active, spacing, periodic, dtype, arrays: bool = True) -> Level:
     """Fine level with the first and last layers held fixed (PoreSpy / OpenPNM's convention).
 
     Examples
@@ -323,14 +370,14 @@ def voxel_level(xp, active, spacing, periodic, dtype) -> Level:
     ...             np.float64).shape
     (2, 1, 1)
     """
-    inner = fine_level(xp, active[1:-1], spacing, periodic, dtype)
+    inner = fine_level(xp, active[1:-1], spacing, periodic, dtype, False)
     cond = spacing[1] * spacing[2] / spacing[0]
     inner.d_in = ((active[0] & active[1]) * cond).astype(dtype)
     inner.d_out = ((active[-1] & active[-2]) * cond).astype(dtype)
-    return _finish(xp, inner)
+    return _finish(xp, inner, arrays)
 
 
-def coarsen(xp, level: Level) -> Level:
+def coarsen(xp, level: Level, arrays: bool = True) -> Level:
     """Galerkin operator of 2x2x2 piecewise-constant aggregation (axes of length 1 stay).
 
     Examples
@@ -365,7 +412,7 @@ def coarsen(xp, level: Level) -> Level:
         g_c.append(gc.astype(level.g[a].dtype))
     d_in = _xp_restrict(xp, level.d_in[None], (1,) + f[1:], (1,) + shape_c[1:])[0]
     d_out = _xp_restrict(xp, level.d_out[None], (1,) + f[1:], (1,) + shape_c[1:])[0]
-    return _finish(xp, Level(tuple(g_c), d_in, d_out))
+    return _finish(xp, Level(tuple(g_c), d_in, d_out), arrays)
 
 
 def _sparse(level: Level) -> sp.csr_matrix:
@@ -381,7 +428,8 @@ def _sparse(level: Level) -> sp.csr_matrix:
         rows += [i, j]
         cols += [j, i]
         vals += [-v, -v]
-    diag = to_numpy(level.diag).astype(np.float64).ravel()
+    diag = _diagonal(np, g, to_numpy(level.d_in).astype(np.float64),
+                     to_numpy(level.d_out).astype(np.float64)).ravel()
     rows.append(idx.ravel())
     cols.append(idx.ravel())
     vals.append(diag)
@@ -409,8 +457,7 @@ class Hierarchy:
             self.levels.append(coarsen(xp, self.levels[-1]))
         last = self.levels[-1]
         a = _sparse(last)
-        diag = to_numpy(last.diag).ravel()
-        self.active = np.flatnonzero(diag > 0)
+        self.active = np.flatnonzero(a.diagonal() > 0)
         sub = a[self.active][:, self.active].tocsc()
         self.lu = splu(sub) if self.active.size else None
 
@@ -420,23 +467,14 @@ class Hierarchy:
         x = np.zeros_like(host)
         if self.lu is not None:
             x[self.active] = self.lu.solve(host[self.active])
-        return to_backend(x.reshape(level.shape).astype(level.diag.dtype), self._backend(r))
-
-    def _backend(self, r) -> str:
-        return "numpy" if isinstance(r, np.ndarray) else "cupy"
-
-    def _buffer(self, level: Level, name: str, shape=None):
-        buf = level.work.get(name)
-        if buf is None:
-            buf = self.xp.empty(shape or level.shape, dtype=level.diag.dtype)
-            level.work[name] = buf
-        return buf
+        x = x.reshape(level.shape).astype(level.g[0].dtype)
+        return x if self.numba else to_backend(x, "cupy")
 
     def apply(self, depth: int, x):
         lv = self.levels[depth]
         if self.numba:
             out = np.empty_like(x)
-            _k("_nb_apply", x.size)(x, lv.g[0], lv.g[1], lv.g[2], lv.diag, out)
+            _k("_nb_apply", x.size)(x, *lv.g, lv.d_in, lv.d_out, out)
             return out
         return _xp_apply(self.xp, x, lv.g, lv.diag)
 
@@ -469,34 +507,33 @@ class Hierarchy:
         return (a1 / rho1 - gamma * a2 / (rho1 * rho2)) * c1 + (a2 / rho2) * c2
 
     def vcycle(self, r, depth: int = 0):
-        """Approximate ``A^-1 r`` (one symmetric V-cycle from a zero guess)."""
+        """Approximate ``A^-1 r``: Jacobi sweeps, the coarse correction, as many sweeps."""
         xp = self.xp
         if depth == len(self.levels) - 1:
             return self._coarse_solve(r)
         lv = self.levels[depth]
-        g0, g1, g2 = lv.g
+        nxt = self.levels[depth + 1]
         if self.numba:
-            x = lv.inv * r  # first sweep from zero
-            tmp = np.empty_like(x)  # fresh: the K-cycle keeps two results of one level
+            g, diag, inv, n = lv.g, lv.diag, lv.inv, r.size
+            x = np.empty_like(r)
+            tmp = np.empty_like(r)  # fresh: the K-cycle keeps two results of one level
+            _k("_nb_jacobi0", n)(r, inv, x)
             for _ in range(SWEEPS - 1):
-                _k("_nb_jacobi", x.size)(x, r, g0, g1, g2, lv.diag, lv.inv, tmp)
+                _k("_nb_jacobi", n)(x, r, *g, diag, inv, tmp)
                 x, tmp = tmp, x
-            res = self._buffer(lv, "res")
-            _k("_nb_residual", x.size)(x, r, g0, g1, g2, lv.diag, res)
-            nxt = self.levels[depth + 1]
-            rc = xp.empty(nxt.shape, dtype=lv.diag.dtype)
-            _k("_nb_restrict", res.size)(res, *lv.factor, rc)
+            _k("_nb_residual", n)(x, r, *g, diag, tmp)
+            rc = np.empty(nxt.shape, dtype=r.dtype)
+            _k("_nb_restrict", n)(tmp, *lv.factor, rc)
             xc = self.coarse_correction(rc, depth + 1)
-            _k("_nb_prolong_add", x.size)(xc, *lv.factor, ALPHA, x)
+            _k("_nb_prolong_add", n)(xc, *lv.factor, ALPHA, x)
             for _ in range(SWEEPS):
-                _k("_nb_jacobi", x.size)(x, r, g0, g1, g2, lv.diag, lv.inv, tmp)
+                _k("_nb_jacobi", n)(x, r, *g, diag, inv, tmp)
                 x, tmp = tmp, x
             return x
         x = lv.inv * r
         for _ in range(SWEEPS - 1):
             x = x + lv.inv * (r - _xp_apply(xp, x, lv.g, lv.diag))
         res = r - _xp_apply(xp, x, lv.g, lv.diag)
-        nxt = self.levels[depth + 1]
         rc = _xp_restrict(xp, res, lv.factor, nxt.shape)
         xc = self.coarse_correction(rc, depth + 1)
         x = x + ALPHA * _xp_prolong(xp, xc, lv.factor, lv.shape)
@@ -577,19 +614,20 @@ def solve(xp, fine: Level, backend: str, tol: float, maxiter: int,
     """
     f64 = xp.float64
     numba_ok = backend == "numpy"
-    g64, diag64 = fine.g, fine.diag
     b = xp.zeros(fine.shape, dtype=f64)
     b[0] = fine.d_in
-    low = _finish(xp, Level(tuple(a.astype(precision) for a in fine.g),
-                            fine.d_in.astype(precision), fine.d_out.astype(precision)))
+    if numba_ok:  # one set of conductances; the operator's diagonal on the fly (float64)
+        low = _finish(xp, Level(fine.g, fine.d_in, fine.d_out))
+    else:  # the float64 operator and a copy in ``precision`` for the preconditioner
+        low = _finish(xp, Level(tuple(a.astype(precision) for a in fine.g),
+                                fine.d_in.astype(precision), fine.d_out.astype(precision)))
     hier = Hierarchy(xp, low, backend, coarsest)
 
-    def apply(v, out=None):
+    def apply(v, out):
         if numba_ok:
-            out = np.empty_like(v) if out is None else out
-            _k("_nb_apply", v.size)(v, g64[0], g64[1], g64[2], diag64, out)
+            _k("_nb_apply", v.size)(v, *fine.g, fine.d_in, fine.d_out, out)
             return out
-        return _xp_apply(xp, v, g64, diag64)
+        return _xp_apply(xp, v, fine.g, fine.diag)
 
     def dot(u, v) -> float:
         if numba_ok:
@@ -597,42 +635,54 @@ def solve(xp, fine: Level, backend: str, tol: float, maxiter: int,
         return float(xp.sum(u * v, dtype=f64))
 
     def precondition(r):
-        z = hier.vcycle(r.astype(low.diag.dtype))
-        return z.astype(f64)
+        return hier.vcycle(r.astype(low.g[0].dtype)).astype(f64)
+
+    def fluxes_of(c):
+        return layer_fluxes(xp, fine, c, numba_ok)
 
     x = xp.zeros(fine.shape, dtype=f64) if x0 is None else x0.astype(f64)
-    r = b - apply(x)
+    q = xp.empty_like(x)
+    r = b - apply(x, q)
     bnorm = math.sqrt(dot(b, b))
     if bnorm == 0:
         return Solution(x, np.zeros(fine.shape[0] + 1), 0, 0.0, 0.0, True)
     z = precondition(r)
     p = z.copy()
     rz = dot(r, z)
-    q = xp.empty_like(x)
-    r_old = xp.empty_like(x)
     it = 0
     residual = math.sqrt(dot(r, r)) / bnorm
-    fluxes = layer_fluxes(xp, Level(g64, fine.d_in, fine.d_out), x, numba_ok)
+    fluxes = fluxes_of(x)
     balance = balance_of(fluxes)
     while it < maxiter and not (balance <= tol and residual <= tol):
-        q = apply(p, q if numba_ok else None)
+        q = apply(p, q)
         pq = dot(p, q)
         if pq <= 0:
             break
         alpha = rz / pq
-        x += alpha * p
-        r_old[...] = r
-        r -= alpha * q
+        if numba_ok:
+            rr = _k("_nb_cg_step", x.size)(x, r, p, q, alpha)
+        else:
+            x += alpha * p
+            r -= alpha * q
+            rr = dot(r, r)
         it += 1
-        residual = math.sqrt(dot(r, r)) / bnorm
-        fluxes = layer_fluxes(xp, Level(g64, fine.d_in, fine.d_out), x, numba_ok)
-        balance = balance_of(fluxes)
-        if balance <= tol and residual <= tol:
-            break
+        residual = math.sqrt(rr) / bnorm
+        if residual <= tol:  # the fluxes only matter once the residual is small
+            fluxes = fluxes_of(x)
+            balance = balance_of(fluxes)
+            if balance <= tol:
+                break
         z = precondition(r)
         rz_new = dot(r, z)
-        beta = (rz_new - dot(r_old, z)) / rz  # flexible (Polak-Ribiere): the K-cycle varies
+        # flexible CG (the K-cycle varies): beta = z.(r - r_old) / rz_old, r - r_old = -alpha q
+        beta = max(-alpha * dot(z, q) / rz, 0.0)
         rz = rz_new
-        p *= beta
-        p += z
+        if numba_ok:
+            _k("_nb_direction", x.size)(p, z, beta)
+        else:
+            p *= beta
+            p += z
+    if residual > tol:
+        fluxes = fluxes_of(x)
+        balance = balance_of(fluxes)
     return Solution(x, fluxes, it, residual, balance, balance <= tol and residual <= tol)

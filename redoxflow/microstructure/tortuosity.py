@@ -268,11 +268,11 @@ def _solve_memory(through, h, sides, boundary, backend, tol, maxiter):
         return None, None
     xp = get_array_module(backend=backend)
     active = to_backend(through, backend)
-    dtype = xp.float64
-    if boundary == "face":
-        fine = solver.fine_level(xp, active, h, sides, dtype)
-    else:
-        fine = solver.voxel_level(xp, active, h, sides, dtype)
+    # CPU: float32 conductances, float64 arithmetic in the compiled kernels; GPU: a float64
+    # operator (and a float32 copy for the preconditioner)
+    dtype, arrays = (np.float32, False) if backend == "numpy" else (xp.float64, True)
+    make = solver.fine_level if boundary == "face" else solver.voxel_level
+    fine = make(xp, active, h, sides, dtype, arrays)
     sol = solver.solve(xp, fine, backend, tol, maxiter)
     c = to_numpy(sol.c)
     if boundary == "voxel":

@@ -1,0 +1,233 @@
+"""Tortuosity factor side by side: redoxflow vs TauFactor (CPU) vs PoreSpy ``tortuosity_fd``.
+
+Every run (tool x size x axis) is a fresh subprocess, so that the reported peak memory is
+that run's own (``ru_maxrss``; it includes the tool's imports: torch for TauFactor, OpenPNM
+for PoreSpy). Times are of the solve call only (imports, volume generation and one tiny
+warm-up call that loads the compiled kernels are excluded). The volumes are thresholded
+anisotropic Gaussian-smoothed noise (default 30 % porous, correlation lengths 1:2:3 voxels
+along z, y, x), generated from a seed in each subprocess.
+
+Conventions: TauFactor fixes the concentrations on the outer faces and divides the total
+phase fraction (redoxflow's default, ``boundary="face"``); PoreSpy fixes the first and last
+voxel layers and divides the percolating fraction, which redoxflow computes with
+``boundary="voxel"`` as ``through_porosity / effective_diffusivity``. Each peer is compared
+with redoxflow's run in its own convention.
+
+Usage::
+
+    python benchmarks/bench_tortuosity.py --sizes 64 128 256 --taufactor-max 128
+    python benchmarks/bench_tortuosity.py --sizes 512 --peers        # ours alone
+
+Writes ``benchmarks/results/tortuosity.json`` and ``tortuosity.md`` (``--tag`` adds a suffix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_volume(n: int, porosity: float, seed: int) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.random((n, n, n), dtype=np.float32), (1.0, 2.0, 3.0),
+                                mode="wrap")
+    return field > np.quantile(field, 1 - porosity)
+
+
+def _peak_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _ours(im, axis, boundary, tol, warm=True):
+    from redoxflow.microstructure.tortuosity import tortuosity
+
+    if warm:  # load the compiled kernels (numba cache) outside the timing
+        tortuosity(make_volume(16, 0.5, 0), axis, boundary=boundary)
+    t = time.perf_counter()
+    ds = tortuosity(im, axis, boundary=boundary, device="cpu", tol=tol)
+    seconds = time.perf_counter() - t
+    if boundary == "voxel":
+        value = float(ds.through_porosity / ds.effective_diffusivity)
+    else:
+        value = float(ds.tortuosity_factor)
+    return {"tau": value, "seconds": seconds, "iterations": int(ds.iterations),
+            "flux_balance": float(ds.flux_balance)}
+
+
+def _taufactor(im, axis):
+    import taufactor as tau
+
+    img = np.ascontiguousarray(np.moveaxis(im, axis, 0)).astype(np.uint8)
+    t = time.perf_counter()
+    solver = tau.Solver(img, device="cpu")
+    solver.solve(verbose=False)
+    seconds = time.perf_counter() - t
+    value = float(np.asarray(solver.tau).ravel()[0])
+    return {"tau": value, "seconds": seconds, "iterations": int(solver.iter)}
+
+
+def _porespy(im, axis):
+    import porespy as ps
+
+    t = time.perf_counter()
+    r = ps.simulations.tortuosity_fd(im, axis=axis)
+    seconds = time.perf_counter() - t
+    return {"tau": float(r.tortuosity), "seconds": seconds}
+
+
+def _geodesic_ours(im, axis):
+    from redoxflow.microstructure.tortuosity import tortuosity
+
+    t = time.perf_counter()
+    ds = tortuosity(im, axis, "geodesic")
+    return {"tau": float(ds.geodesic_tortuosity_mean), "seconds": time.perf_counter() - t}
+
+
+def _geodesic_mcp(im, axis):
+    """scikit-image's MCP_Geometric from all inlet voxels (the alternative we measured)."""
+    from skimage.graph import MCP_Geometric
+
+    m = np.moveaxis(im, axis, 0)
+    t = time.perf_counter()
+    costs = np.where(m, 1.0, np.inf)
+    mcp = MCP_Geometric(costs, fully_connected=True)
+    starts = [(0, j, k) for j, k in np.argwhere(m[0])]
+    cum, _ = mcp.find_costs(starts)
+    last = cum[-1][m[-1] & np.isfinite(cum[-1])]
+    # MCP_Geometric charges half the cost of both voxels per step: centre-to-centre length
+    value = float(np.mean((last + 1) / m.shape[0])) if last.size else float("inf")
+    return {"tau": value, "seconds": time.perf_counter() - t}
+
+
+TOOLS = {"ours": _ours, "taufactor": _taufactor, "porespy": _porespy,
+         "geodesic_dijkstra3d": _geodesic_ours, "geodesic_skimage_mcp": _geodesic_mcp}
+
+
+def _child(queue, tool, n, porosity, seed, axis, kwargs):
+    try:
+        im = make_volume(n, porosity, seed)
+        out = TOOLS[tool](im, axis, **kwargs)
+        out["peak_mib"] = _peak_mib()
+        queue.put(out)
+    except Exception as exc:  # reported in the table, the run goes on
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_one(tool, n, porosity, seed, axis, timeout, **kwargs):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, tool, n, porosity, seed, axis, kwargs))
+    proc.start()
+    try:
+        out = queue.get(timeout=timeout)
+    except Exception:
+        out = {"error": f"timed out after {timeout} s"}
+    proc.join(5)
+    if proc.is_alive():
+        proc.kill()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--axes", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--porosity", type=float, default=0.3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tol", type=float, default=1e-6)
+    ap.add_argument("--peers", nargs="*", default=["taufactor", "porespy"],
+                    help="peers to run (none: ours alone)")
+    ap.add_argument("--taufactor-max", type=int, default=128,
+                    help="largest side for TauFactor (its work grows ~N^4)")
+    ap.add_argument("--porespy-max", type=int, default=256)
+    ap.add_argument("--geodesic", action="store_true", help="also time geodesic methods")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args(argv)
+
+    rows = []
+    for n in args.sizes:
+        for axis in args.axes:
+            row = {"size": n, "axis": axis}
+            row["ours_face"] = run_one("ours", n, args.porosity, args.seed, axis, args.timeout,
+                                       boundary="face", tol=args.tol)
+            if "porespy" in args.peers and n <= args.porespy_max:
+                row["ours_voxel"] = run_one("ours", n, args.porosity, args.seed, axis,
+                                            args.timeout, boundary="voxel", tol=args.tol)
+                row["porespy"] = run_one("porespy", n, args.porosity, args.seed, axis,
+                                         args.timeout)
+            if "taufactor" in args.peers and n <= args.taufactor_max:
+                row["taufactor"] = run_one("taufactor", n, args.porosity, args.seed, axis,
+                                           args.timeout)
+            if args.geodesic and axis == args.axes[0]:
+                for tool in ("geodesic_dijkstra3d", "geodesic_skimage_mcp"):
+                    row[tool] = run_one(tool, n, args.porosity, args.seed, axis, args.timeout)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.platform(), "processor": platform.processor(),
+            "cpus": mp.cpu_count(), "porosity": args.porosity, "seed": args.seed,
+            "tol": args.tol, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    stem = "tortuosity" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    (RESULTS / f"{stem}.md").write_text(markdown(rows, meta))
+    print(markdown(rows, meta))
+
+
+def _fmt(run, key="seconds", digits=2):
+    if not run:
+        return "-"
+    if "error" in run:
+        return "error"
+    return f"{run[key]:.{digits}f}"
+
+
+def _rel(a, b):
+    if not a or not b or "error" in a or "error" in b:
+        return "-"
+    return f"{100 * (a['tau'] / b['tau'] - 1):+.3f} %"
+
+
+def markdown(rows, meta) -> str:
+    head = ("| size | axis | ours face s | TauFactor s | ours voxel s | PoreSpy s | "
+            "tau ours face | tau TauFactor | ours vs TauFactor | tau ours voxel | tau PoreSpy "
+            "| ours vs PoreSpy | speed-up vs PoreSpy | peak MiB ours / TF / PS |")
+    lines = [f"Tortuosity factor, {meta['cpus']} CPUs, porosity {meta['porosity']}, "
+             f"tol {meta['tol']}, {meta['date']}", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        of, ov, tf, ps = (r.get(k) for k in ("ours_face", "ours_voxel", "taufactor", "porespy"))
+        speed = "-"
+        if ov and ps and "error" not in ov and "error" not in ps:
+            speed = f"{ps['seconds'] / ov['seconds']:.1f}x"
+        mem = " / ".join(_fmt(x, "peak_mib", 0) for x in (of, tf, ps))
+        lines.append(f"| {r['size']}^3 | {'zyx'[r['axis']]} | {_fmt(of)} | {_fmt(tf)} | "
+                     f"{_fmt(ov)} | {_fmt(ps)} | {_fmt(of, 'tau', 4)} | {_fmt(tf, 'tau', 4)} | "
+                     f"{_rel(of, tf)} | {_fmt(ov, 'tau', 4)} | {_fmt(ps, 'tau', 4)} | "
+                     f"{_rel(ov, ps)} | {speed} | {mem} |")
+    geo = [r for r in rows if "geodesic_dijkstra3d" in r]
+    if geo:
+        lines += ["", "| size | geodesic dijkstra3d s | skimage MCP s | mean dijkstra3d | "
+                      "mean MCP |", "|---|---|---|---|---|"]
+        for r in geo:
+            d, m = r["geodesic_dijkstra3d"], r["geodesic_skimage_mcp"]
+            lines.append(f"| {r['size']}^3 | {_fmt(d)} | {_fmt(m)} | {_fmt(d, 'tau', 4)} | "
+                         f"{_fmt(m, 'tau', 4)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
