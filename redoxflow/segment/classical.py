@@ -5,21 +5,24 @@ so four multi-Otsu thresholds split the volume into bubble, electrolyte, felt (c
 electrolyte), membrane and gasket. The histogram counts are square-rooted first, so a rare
 phase (few bubbles) still gets its own class. Small specks are removed by an opening.
 
-The chunked work is dask-image's: :func:`dask_image.ndfilters.gaussian_filter` (mirror
-boundary) smooths, and :func:`dask_image.ndmorph.binary_opening` opens each class, on a
-class volume mirrored by :data:`OPEN_PAD` voxels at the volume's faces (so a phase touching
-a face is opened as if it went on, not eroded by an empty outside). The result does not
-depend on the chunking.
+One ``map_overlap`` pass over the grey volume, mirrored at its faces (so a phase touching a
+face is smoothed and opened as if it went on, not eroded by an empty outside): scipy's
+Gaussian filter smooths each block with a halo, and one compiled stencil thresholds it and
+drops the voxels the 6-connected opening of their class would remove. That stencil is ours
+because thresholding plus three ``binary_opening`` calls (dask-image's or scipy's) cost 3x
+the time of the fused pass; the result does not depend on the chunking and equals scipy's
+(tested).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import dask.array as da
+import numba
 import numpy as np
-from dask_image import ndfilters, ndmorph
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu
 
@@ -71,8 +74,49 @@ def otsu_thresholds(volume, *, max_samples: int = 2**22, sigma: float = 1.0) -> 
     return threshold_multiotsu(hist=(np.sqrt(counts), (edges[:-1] + edges[1:]) / 2), classes=5)
 
 
-def _classify(smooth: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    return ORDER[np.digitize(smooth, thresholds)]
+@numba.njit(cache=True, nogil=True)
+def _classes_opened(smooth, thresholds, order):  # pragma: no cover - compiled
+    """Class of every voxel, then 0 where the opening of its class (1-3) by the 6-ball
+    would remove it; valid OPEN_PAD voxels inside the block's faces."""
+    nz, ny, nx = smooth.shape
+    classes = np.empty((nz, ny, nx), np.uint8)
+    for k in range(nz):
+        for j in range(ny):
+            for i in range(nx):
+                v = smooth[k, j, i]
+                n = 0
+                for t in thresholds:
+                    n += v >= t
+                classes[k, j, i] = order[n]
+    eroded = np.zeros((nz, ny, nx), np.bool_)  # the voxel and its 6 neighbours share a class
+    for k in range(1, nz - 1):
+        for j in range(1, ny - 1):
+            for i in range(1, nx - 1):
+                c = classes[k, j, i]
+                eroded[k, j, i] = (classes[k - 1, j, i] == c and classes[k + 1, j, i] == c
+                                   and classes[k, j - 1, i] == c and classes[k, j + 1, i] == c
+                                   and classes[k, j, i - 1] == c and classes[k, j, i + 1] == c)
+    out = classes.copy()
+    for k in range(2, nz - 2):
+        for j in range(2, ny - 2):
+            for i in range(2, nx - 2):
+                c = classes[k, j, i]
+                if c == 0 or eroded[k, j, i]:
+                    continue
+                kept = ((eroded[k - 1, j, i] and classes[k - 1, j, i] == c)
+                        or (eroded[k + 1, j, i] and classes[k + 1, j, i] == c)
+                        or (eroded[k, j - 1, i] and classes[k, j - 1, i] == c)
+                        or (eroded[k, j + 1, i] and classes[k, j + 1, i] == c)
+                        or (eroded[k, j, i - 1] and classes[k, j, i - 1] == c)
+                        or (eroded[k, j, i + 1] and classes[k, j, i + 1] == c))
+                if not kept:
+                    out[k, j, i] = 0
+    return out
+
+
+def _classify_block(block: np.ndarray, thresholds: np.ndarray, sigma: float) -> np.ndarray:
+    smooth = ndimage.gaussian_filter(block.astype(np.float32), sigma, mode="reflect")
+    return _classes_opened(smooth, np.asarray(thresholds, np.float64), ORDER)
 
 
 def classify(volume: Any, thresholds: np.ndarray, sigma: float = 1.0) -> da.Array:
@@ -101,17 +145,9 @@ def classify(volume: Any, thresholds: np.ndarray, sigma: float = 1.0) -> da.Arra
     >>> int(out[4, 4, 4]), int(out[0, 0, 0])
     (3, 0)
     """
-    smooth = ndfilters.gaussian_filter(volume.astype(np.float32), sigma, mode="reflect")
-    classes = smooth.map_blocks(_classify, thresholds, dtype=np.uint8)
-    padded = da.pad(classes, OPEN_PAD, mode="symmetric")
-    padded = padded.rechunk(tuple(max(c) for c in padded.chunks))  # no sliver chunks at faces
-    specks = None
-    for c in (1, 2, 3):
-        mask = padded == c
-        lone = mask & ~ndmorph.binary_opening(mask, BALL)
-        specks = lone if specks is None else specks | lone
-    inner = tuple(slice(OPEN_PAD, OPEN_PAD + s) for s in classes.shape)
-    return da.where(specks[inner], np.uint8(0), classes).rechunk(volume.chunks)
+    depth = math.ceil(4.0 * sigma) + OPEN_PAD  # scipy's Gaussian reach + the opening's
+    return volume.map_overlap(_classify_block, depth=depth, boundary="reflect",
+                              dtype=np.uint8, thresholds=thresholds, sigma=float(sigma))
 
 
 def classical_segment(volume: Any, *, out: str | os.PathLike | None = None,

@@ -112,7 +112,7 @@ def test_evaluate_matches_hand_counts_for_numpy_and_dask():
 
 
 def _classify_block(block, thresholds, sigma=1.0):
-    """The pre-dask-image baseline, one block with a halo of 6 (scipy only)."""
+    """The reference: scipy's filters on one block with a halo of 6."""
     smooth = ndimage.gaussian_filter(block.astype(np.float32), sigma)
     classes = ORDER[np.digitize(smooth, thresholds)]
     ball = ndimage.generate_binary_structure(3, 1)
@@ -134,7 +134,7 @@ def phantom_thresholds(phantom):
 
 
 @pytest.mark.parametrize("chunks", [(48, 80, 80), (16, 80, 80), (7, 33, 40)])
-def test_classical_with_dask_image_equals_the_halo_implementation(phantom, phantom_thresholds,
+def test_classical_equals_scipy_on_halo_blocks(phantom, phantom_thresholds,
                                                                   chunks):
     expected = _classical_by_halo(phantom.image, (48, 80, 80), phantom_thresholds)
     np.testing.assert_array_equal(
