@@ -258,15 +258,20 @@ def counts_and_density(arr, maps, compat, negative, clean):
                                                                   negative)
     rules = dask.delayed((low, high, g_low, g_high), pure=True)
     halo = da.overlap.overlap(arr, depth={0: 1, 1: 0, 2: 0}, boundary=0)
-    tasks = [dask.delayed(_region_block)(block, (z0, y0, x0), nz, rules, clean, clean_side)
+    parts = [dask.delayed(_region_block, nout=3)(block, (z0, y0, x0), nz, rules, clean,
+                                                 clean_side)
              for block, (z0, y0, x0) in _blocks(halo, trimmed=arr)]
-    (parts,) = dask.compute(tasks)
-    pz = np.zeros((N_QUANTITIES, ny, nx), np.int64)
+    # the z projections (a (y, x) tile per block) are summed pairwise per tile as they come
+    tiles: dict = {}
+    for p, (_, (_, y0, x0)) in zip(parts, _blocks(arr)):
+        tiles.setdefault((y0, x0), []).append(p[0])
+    pz = dask.delayed(_place)({off: _pairwise_sum(items) for off, items in tiles.items()},
+                              (N_QUANTITIES, ny, nx))
+    (pz, rest) = dask.compute(pz, [(p[1], p[2]) for p in parts])
     py = np.zeros((N_QUANTITIES, nz, nx), np.int64)
     px = np.zeros((N_QUANTITIES, nz, ny), np.int64)
-    for (bpz, bpy, bpx), (_, (z0, y0, x0)) in zip(parts, _blocks(arr)):
-        bz, (by, bx) = bpy.shape[1], bpz.shape[1:]
-        pz[:, y0:y0 + by, x0:x0 + bx] += bpz
+    for (bpy, bpx), (_, (z0, y0, x0)) in zip(rest, _blocks(arr)):
+        bz, bx, by = bpy.shape[1], bpy.shape[2], bpx.shape[2]
         py[:, z0:z0 + bz, x0:x0 + bx] += bpy
         px[:, z0:z0 + bz, y0:y0 + by] += bpx
     projections = [pz, py, px]
@@ -275,6 +280,24 @@ def counts_and_density(arr, maps, compat, negative, clean):
                      "electrode": [p[q + 1] for p in projections]}
               for name, q in regions.items()}
     return [p[UNMASKED] for p in projections], counts
+
+
+def _pairwise_sum(items: list):
+    """Delayed sum of equal-shape arrays, merged in pairs (few alive at once)."""
+    import dask
+
+    while len(items) > 1:
+        items = [dask.delayed(np.add)(*items[i:i + 2]) if i + 1 < len(items) else items[i]
+                 for i in range(0, len(items), 2)]
+    return items[0]
+
+
+def _place(tiles: dict, shape) -> np.ndarray:
+    """The full (quantity, y, x) array from tiles keyed by their (y, x) offsets."""
+    out = np.zeros(shape, np.int64)
+    for (y0, x0), tile in tiles.items():
+        out[:, y0:y0 + tile.shape[1], x0:x0 + tile.shape[2]] = tile
+    return out
 
 
 def _region_block(block, offset, nz, rules, clean, clean_side):

@@ -164,7 +164,7 @@ def block_region_counts(cls: np.ndarray, z0: int, y0: int, x0: int, nz: int, low
 
     Returns
     -------
-    pz, py, px : int64 ndarray, shapes (7, by, bx), (7, bz, bx), (7, bz, by)
+    pz, py, px : int32 ndarray, shapes (7, by, bx), (7, bz, bx), (7, bz, by)
         Projections of the quantities: ``UNMASKED`` class 1; then (bubble, electrode) at
         ``CELL``, ``LOW_SIDE`` and ``HIGH_SIDE`` (index and index + 1).
 
@@ -178,9 +178,9 @@ def block_region_counts(cls: np.ndarray, z0: int, y0: int, x0: int, nz: int, low
     [[0, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 1]]
     """
     bz, by, bx = cls.shape[0] - 2, cls.shape[1], cls.shape[2]
-    pz = np.zeros((N_QUANTITIES, by, bx), np.int64)
-    py = np.zeros((N_QUANTITIES, bz, bx), np.int64)
-    px = np.zeros((N_QUANTITIES, bz, by), np.int64)
+    pz = np.zeros((N_QUANTITIES, by, bx), np.int32)
+    py = np.zeros((N_QUANTITIES, bz, bx), np.int32)
+    px = np.zeros((N_QUANTITIES, bz, by), np.int32)
     _region_counts(np.ascontiguousarray(cls), int(z0), int(y0), int(x0), int(nz),
                    np.ascontiguousarray(low, np.float64), np.ascontiguousarray(high, np.float64),
                    np.ascontiguousarray(gasket_low, np.int64),
