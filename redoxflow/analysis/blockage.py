@@ -16,11 +16,11 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(codes, labels, side_lut, face_area, n_walls, fill, sizes):  # pragma: no cover - compiled
+def _scan(codes, labels, side_lut, face_area, n_walls, lo, hi, fill, sizes):  # pragma: no cover - compiled
     """Count (``fill`` False) or list (True, into arrays of ``sizes``) the contacts and
     boundary voxels of a block."""
     pz, py, px = codes.shape
-    bz, by = pz - 2, py - 2
+    bz, by = pz - lo[0] - hi[0], py - lo[1] - hi[1]
     n_contacts = 0
     n_points = 0
     c_wall = np.zeros(0, np.int32)
@@ -38,9 +38,9 @@ def _scan(codes, labels, side_lut, face_area, n_walls, fill, sizes):  # pragma: 
         p_wall = np.empty(sizes[1], np.int32)
         pts = np.empty((sizes[1], 3), np.int32)
     steps = ((-1, 0, 0), (1, 0, 0), (0, -1, 0), (0, 1, 0), (0, 0, -1), (0, 0, 1))
-    for k in range(1, pz - 1):
-        for j in range(1, py - 1):
-            for i in range(1, px - 1):
+    for k in range(lo[0], pz - hi[0]):
+        for j in range(lo[1], py - hi[1]):
+            for i in range(lo[2], px - hi[2]):
                 c = codes[k, j, i]
                 if c == 0:
                     continue
@@ -48,9 +48,13 @@ def _scan(codes, labels, side_lut, face_area, n_walls, fill, sizes):  # pragma: 
                 boundary = False
                 for s in range(6):
                     dk, dj, di = steps[s]
-                    if codes[k + dk, j + dj, i + di] != c:
+                    nk, nj, ni = k + dk, j + dj, i + di
+                    if not (0 <= nk < pz and 0 <= nj < py and 0 <= ni < px):
+                        boundary = True  # outside the volume: no wall, no bubble
+                        continue
+                    if codes[nk, nj, ni] != c:
                         boundary = True
-                    lab = labels[k + dk, j + dj, i + di]
+                    lab = labels[nk, nj, ni]
                     if lab > 0:
                         if fill:
                             c_wall[n_contacts] = c - 1
@@ -61,26 +65,30 @@ def _scan(codes, labels, side_lut, face_area, n_walls, fill, sizes):  # pragma: 
                 if boundary:
                     if fill:
                         p_wall[n_points] = c - 1
-                        pts[n_points, 0], pts[n_points, 1], pts[n_points, 2] = k - 1, j - 1, i - 1
+                        pts[n_points, 0] = k - lo[0]
+                        pts[n_points, 1] = j - lo[1]
+                        pts[n_points, 2] = i - lo[2]
                     n_points += 1
                 if fill and sides:
                     blocked_any[c - 1] += 1
                     for b in range(4):
                         if (sides >> b) & 1:
                             blocked[c - 1, b] += 1
-                            row_map[c - 1, b, k - 1, j - 1] += 1
+                            row_map[c - 1, b, k - lo[0], j - lo[1]] += 1
     return n_contacts, n_points, c_wall, c_ids, c_area, p_wall, pts, row_map, blocked, blocked_any
 
 
 def block_walls(codes: np.ndarray, labels: np.ndarray, origin: Sequence[int],
-                side_lut: np.ndarray, spacing: Sequence[float], n_walls: int) -> list:
+                side_lut: np.ndarray, spacing: Sequence[float], n_walls: int,
+                halo: Sequence[int] = (1, 1, 1, 1, 1, 1)) -> list:
     """Contacts and boundary voxels of each wall (codes 1..n) in a block with a 1-voxel halo.
 
     Parameters
     ----------
-    codes : uint8 ndarray, shape (bz + 2, by + 2, bx + 2)
-        Wall code of each voxel (0 none), with the halo (0 outside the volume: the volume's
-        faces count as a wall's boundary).
+    codes : uint8 ndarray, shape (bz, by, bx) plus the halo
+        Wall code of each voxel (0 none), with one voxel of halo on the sides that have a
+        neighbouring block; beyond the array is outside the volume (no wall, no bubble: the
+        volume's faces count as a wall's boundary).
     labels : integer ndarray, same shape
         Bubble labels with the halo (0 background).
     origin : (z, y, x) int
@@ -91,6 +99,8 @@ def block_walls(codes: np.ndarray, labels: np.ndarray, origin: Sequence[int],
         Voxel size; a face normal to axis ``a`` has the area of the other two sides.
     n_walls : int
         Number of wall codes.
+    halo : 6 ints (0 or 1)
+        Halo voxels before and after the core along z, y and x.
 
     Returns
     -------
@@ -114,7 +124,8 @@ def block_walls(codes: np.ndarray, labels: np.ndarray, origin: Sequence[int],
     face_area = np.array([spacing[1] * spacing[2], spacing[0] * spacing[2],
                           spacing[0] * spacing[1]], np.float64)
     args = (np.ascontiguousarray(codes, np.uint8), np.ascontiguousarray(labels),
-            np.ascontiguousarray(side_lut, np.uint8), face_area, int(n_walls))
+            np.ascontiguousarray(side_lut, np.uint8), face_area, int(n_walls),
+            np.asarray(halo[0::2], np.int64), np.asarray(halo[1::2], np.int64))
     n_contacts, n_points = _scan(*args, False, (0, 0))[:2]
     _, _, c_wall, c_ids, c_area, p_wall, pts, row_map, blocked, blocked_any = _scan(
         *args, True, (n_contacts, n_points))

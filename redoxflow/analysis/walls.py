@@ -58,9 +58,15 @@ def _origins(chunks):
 
 
 def _halo_blocks(x):
+    """Blocks with one voxel of their neighbours' on each side that has one (no padding
+    at the volume's faces: a copy of every block saved)."""
     import dask.array as da
 
-    return da.overlap.overlap(x, depth=1, boundary=0).to_delayed()
+    return da.overlap.overlap(x, depth=1, boundary="none").to_delayed()
+
+
+def _halo_sides(idx, numblocks) -> tuple[int, ...]:
+    return tuple(s for a in range(3) for s in (int(idx[a] > 0), int(idx[a] < numblocks[a] - 1)))
 
 
 def wall_contacts(walls, labels, side_lut, spacing):
@@ -114,7 +120,8 @@ def wall_contacts(walls, labels, side_lut, spacing):
     lut = dask.delayed(side_lut)
     tasks = {idx: dask.delayed(block_walls)(cb[idx], lb[idx],
                                             [starts[a][idx[a]] for a in range(3)], lut,
-                                            spacing, len(names))
+                                            spacing, len(names),
+                                            _halo_sides(idx, labels.numblocks))
              for idx in np.ndindex(*labels.numblocks)}
     (res,) = dask.compute(tasks)
     out = {k: (None, None) for k in walls}

@@ -48,3 +48,15 @@ def test_block_walls_equals_voxel_by_voxel(rng):
         assert contacts["ids"].tolist() == sorted(area)
         np.testing.assert_allclose(contacts["area"], [area[i] for i in sorted(area)])
         assert sorted(map(tuple, pts.tolist())) == ref_pts
+
+
+def test_a_missing_halo_is_the_outside_of_the_volume(rng):
+    shape = (6, 7, 8)
+    codes = (rng.random(shape) < 0.4).astype(np.uint8)
+    labels = np.where((codes == 0) & (rng.random(shape) < 0.5), 3, 0).astype(np.uint32)
+    args = (np.zeros(4, np.uint8), (1.0, 2.0, 3.0), 1)
+    [(padded, pts_padded)] = block_walls(np.pad(codes, 1), np.pad(labels, 1), (0, 0, 0), *args)
+    [(bare, pts_bare)] = block_walls(codes, labels, (0, 0, 0), *args, halo=(0,) * 6)
+    for key in padded:
+        np.testing.assert_array_equal(bare[key], padded[key])
+    np.testing.assert_array_equal(pts_bare, pts_padded)
