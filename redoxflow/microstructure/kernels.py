@@ -163,8 +163,9 @@ def lag_pair_counts(mask: np.ndarray, stops: Sequence[int], max_lag: int) -> np.
     return out
 
 
-NEIGHBOURS = np.array([(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1)
-                       for dx in (-1, 0, 1) if (dz, dy, dx) != (0, 0, 0)], np.int64)
+NEIGHBOURS = np.array(sorted(((dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1)
+                              for dx in (-1, 0, 1) if (dz, dy, dx) != (0, 0, 0)),
+                             key=lambda v: abs(v[0]) + abs(v[1]) + abs(v[2])), np.int64)
 PATTERNS = np.array([(abs(v[0]) << 2) | (abs(v[1]) << 1) | abs(v[2]) for v in NEIGHBOURS])
 
 
@@ -263,7 +264,7 @@ def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _paint(cz, cy, cx, r2, origin, out, sz, sy, sx):  # pragma: no cover - compiled
+def _paint(cz, cy, cx, r2, origin, out, sz, sy, sx, widths):  # pragma: no cover
     nz, ny, nx = out.shape
     for i in range(cz.shape[0]):
         rr = r2[i]
@@ -282,14 +283,29 @@ def _paint(cz, cy, cx, r2, origin, out, sz, sy, sx):  # pragma: no cover - compi
                 if rem <= 0.0:
                     continue
                 y = y0 + dy
-                w = int(np.sqrt(rem) / sx)  # the largest w with (w sx)^2 < rem
-                while w > 0 and (w * sx) ** 2 >= rem:
-                    w -= 1
-                while ((w + 1) * sx) ** 2 < rem:
-                    w += 1
+                if rem < widths.shape[0] and rem == int(rem):
+                    w = widths[int(rem)]  # isotropic voxel units: integer squared radii
+                else:
+                    w = int(np.sqrt(rem) / sx)  # the largest w with (w sx)^2 < rem
+                    while w > 0 and (w * sx) ** 2 >= rem:
+                        w -= 1
+                    while ((w + 1) * sx) ** 2 < rem:
+                        w += 1
                 row = out[z, y]
                 for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
                     row[x] = max(row[x], val)
+
+
+def _widths(r2, spacing) -> np.ndarray:
+    """Half widths ``w`` (largest with ``w^2 < rem``) of rows for integer ``rem`` in voxel
+    units; empty for anisotropic spacing (the kernel then solves each row)."""
+    if tuple(map(float, spacing)) != (1.0, 1.0, 1.0):
+        return np.zeros(0, np.int64)
+    rem = np.arange(int(r2.max(initial=0.0)) + 2)
+    w = np.floor(np.sqrt(np.maximum(rem - 1, 0))).astype(np.int64)
+    w -= (w * w >= np.maximum(rem, 1)) & (w > 0)
+    w += (w + 1) ** 2 < rem
+    return w
 
 
 def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray | None = None,
@@ -326,7 +342,8 @@ def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray
     keep = ridge(r2, spacing) if centres is None else centres & (r2 > 0)
     cz, cy, cx = (np.asarray(c, np.int64) for c in np.nonzero(keep))
     out = np.zeros(tuple(shape) if shape is not None else r2.shape, np.float32)
-    _paint(cz, cy, cx, r2[keep], np.asarray(origin, np.int64), out, *map(float, spacing))
+    _paint(cz, cy, cx, r2[keep], np.asarray(origin, np.int64), out, *map(float, spacing),
+           _widths(r2, spacing))
     return out
 
 

@@ -13,12 +13,13 @@ import itertools
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
 from scipy import ndimage
 from skimage.measure import marching_cubes, mesh_surface_area
 
-from .blocks import halo_tasks
+from .blocks import halo_tasks, split_for_workers
 from .inputs import phase_volume, total_volume
 from .kernels import face_pair_counts, tpb_edges
 from .options import SurfaceMethod, check_method
@@ -41,8 +42,8 @@ def _face_block(block, origin, shape, write, values, spacing):
     return area
 
 
-def _face_areas(vol, values, spacing) -> np.ndarray:
-    tasks = halo_tasks(vol.data, _face_block, after=(1, 1, 1), args=(values, spacing))
+def _face_areas(data, values, spacing) -> np.ndarray:
+    tasks = halo_tasks(data, _face_block, after=(1, 1, 1), args=(values, spacing))
     (parts,) = dask.compute(tasks)
     area = np.sum(parts, axis=0)
     return area + area.T
@@ -109,11 +110,10 @@ def smoothed_area(block: np.ndarray, origin, shape, write, indicators, spacing, 
     return out
 
 
-def _mc_areas(vol, indicators, spacing, sigma) -> np.ndarray:
+def _mc_areas(data, indicators, spacing, sigma, shape) -> np.ndarray:
     radius = int(TRUNCATE * sigma + 0.5) if sigma > 0 else 0
-    tasks = halo_tasks(vol.data, smoothed_area, before=(radius,) * 3,
-                       after=(radius + 1,) * 3,
-                       args=(indicators, spacing, vol.data.shape, sigma))
+    tasks = halo_tasks(data, smoothed_area, before=(radius,) * 3, after=(radius + 1,) * 3,
+                       args=(indicators, spacing, shape, sigma))
     (parts,) = dask.compute(tasks)
     return np.sum(parts, axis=0)
 
@@ -126,18 +126,25 @@ def _areas(volume, phases, spacing, method, sigma):
     values = np.array(list(ph.values()))
     n = len(values)
     pairs = list(itertools.combinations(range(n), 2))
+    data = split_for_workers(vol.data)
     if method == "face_counting":
-        area = _face_areas(vol, values, sp)
+        area = _face_areas(data, values, sp)
         per_phase = area[:n].sum(axis=1)
         per_pair = np.array([area[i, j] for i, j in pairs])
     else:
+        complete = n <= 3 and not bool(da.isin(data, values, invert=True).any().compute())
         indicators = [np.array([v]) for v in values]
-        indicators += [values[[i, j]] for i, j in pairs]
-        area = _mc_areas(vol, indicators, sp, sigma)
-        per_phase = area[:n]
-        # S_pq = (S_p + S_q - S_{p u q}) / 2: the union's boundary drops the shared interface
-        per_pair = np.array([(area[i] + area[j] - area[n + k]) / 2
+        if not complete:
+            indicators += [values[[i, j]] for i, j in pairs]
+        per_phase = _mc_areas(data, indicators, sp, sigma, vol.data.shape)
+        # S_pq = (S_p + S_q - S_{p u q}) / 2: the union's boundary drops the shared interface;
+        # when the phases fill the volume, the union of two is the third's complement (the
+        # same iso-surface) or, of two phases, everything (no surface)
+        union = (per_phase[n:] if not complete else
+                 [per_phase[3 - i - j] if n == 3 else 0.0 for i, j in pairs])
+        per_pair = np.array([(per_phase[i] + per_phase[j] - union[k]) / 2
                              for k, (i, j) in enumerate(pairs)])
+        per_phase = per_phase[:n]
     return ph, sp, total_volume(vol.data.shape, sp), per_phase, per_pair, pairs
 
 
