@@ -10,10 +10,15 @@ from ..errors import InputError
 SPATIAL = ("z", "y", "x")
 
 
-def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: int) -> dict:
+def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: int,
+                 kind: str = "intensity") -> dict:
     """OME-Zarr 0.5 ``ome`` attribute block for a (t?, z, y, x) pyramid.
 
-    Level ``i`` is scaled by ``2**i`` with the translation that keeps voxel centres aligned.
+    Level ``i`` is scaled by ``2**i`` with the translation of how it was made (see
+    :func:`redoxflow.io.store.downsample2`): an intensity level averages 2x2x2 cells, so its
+    voxel centre sits half a cell further (``(2**i - 1) / 2`` level-0 voxels); a class or
+    label level keeps every ``2**i``-th voxel, so its centres coincide with level 0's
+    (no translation).
 
     Parameters
     ----------
@@ -25,6 +30,8 @@ def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: in
         Level-0 voxel size in micrometres.
     n_levels : int
         Number of pyramid levels (datasets ``"0"``, ``"1"``, ...).
+    kind : {"intensity", "classes", "labels"}
+        How the levels were made (mean or stride).
 
     Returns
     -------
@@ -38,6 +45,9 @@ def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: in
     ['z', 'y', 'x']
     >>> meta["multiscales"][0]["datasets"][1]["coordinateTransformations"]
     [{'type': 'scale', 'scale': [4.0, 2.0, 2.0]}, {'type': 'translation', 'translation': [1.0, 0.5, 0.5]}]
+    >>> ome_metadata("c.zarr", 3, (2.0, 1.0, 1.0), 2, "labels")["multiscales"][0][
+    ...     "datasets"][1]["coordinateTransformations"][1]
+    {'type': 'translation', 'translation': [0.0, 0.0, 0.0]}
     """
     axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in SPATIAL]
     if ndim == 4:
@@ -46,7 +56,7 @@ def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: in
     for level in range(n_levels):
         f = 2**level
         scale = [float(v) * f for v in voxel_size]
-        shift = [float(v) * (f - 1) / 2 for v in voxel_size]
+        shift = [float(v) * (f - 1) / 2 if kind == "intensity" else 0.0 for v in voxel_size]
         if ndim == 4:
             scale, shift = [1.0, *scale], [0.0, *shift]
         datasets.append({"path": str(level), "coordinateTransformations": [

@@ -314,7 +314,7 @@ def _create_levels(tmp: Path, shapes, chunk_shape, dtype, cfg, kind: str = "inte
 def _write_attrs(group, store, shape, vsize, n_levels, kind, description, cfg, extra) -> None:
     """OME multiscales + the redoxflow block (written last: the store is then complete)."""
     group.attrs.update({
-        "ome": ome_metadata(Path(store).name, len(shape), vsize, n_levels),
+        "ome": ome_metadata(Path(store).name, len(shape), vsize, n_levels, kind),
         "redoxflow": {"kind": kind, "source": description, "version": __version__,
                       "config": cfg.to_dict(), "complete": True, **extra},
     })

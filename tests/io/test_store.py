@@ -103,3 +103,25 @@ def test_open_volume_errors(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(InputError, match="not a Zarr store"):
         open_volume(tmp_path / "plain")
+
+
+@pytest.mark.parametrize("kind", ["intensity", "classes", "labels"])
+def test_pyramid_translations_match_how_each_level_was_made(tmp_path, kind):
+    """World position of a level's voxel centre = the centre of the level-0 voxels it
+    stands for: the mean of a 2^i cell for intensities, the cell's first voxel otherwise."""
+    import zarr
+
+    vol = np.arange(64 * 64 * 64, dtype=np.uint16).reshape(64, 64, 64)
+    store = tmp_path / f"{kind}.zarr"
+    ingest(vol, store, kind=kind, voxel_size=(3.0, 2.0, 1.0), progress=False)
+    group = zarr.open_group(store, mode="r")
+    datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
+    assert len(datasets) >= 2
+    for level, ds in enumerate(datasets):
+        scale, shift = (t[t["type"]] for t in ds["coordinateTransformations"])
+        f = 2**level
+        first = np.array([3.0, 2.0, 1.0]) * (np.arange(f).mean() if kind == "intensity" else 0)
+        np.testing.assert_allclose(shift, first)
+        np.testing.assert_allclose(scale, np.array([3.0, 2.0, 1.0]) * f)
+        if kind != "intensity":  # level voxel (1, 1, 1) is level-0 voxel (f, f, f)
+            assert group[str(level)][1, 1, 1] == vol[f, f, f]
