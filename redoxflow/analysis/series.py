@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.provenance import combine_digests
-from ..io.store import open_volume
-from .tracking import assign_tracks, link, link_table, overlaps
+from .tracking import track
 from .volume import analyze_volume
 
 
@@ -18,8 +17,9 @@ def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
     """Analyse each time step, then link bubbles between consecutive steps.
 
     Each step goes through :func:`redoxflow.analysis.volume.analyze_volume` (its labels in
-    ``scratch/tNNNN/labels.zarr``); consecutive label stores are overlapped and linked
-    (:mod:`redoxflow.analysis.tracking`). :func:`redoxflow.analyze` calls this for 4D input.
+    ``scratch/tNNNN/labels.zarr``); the label stores are then tracked two steps at a time
+    (:func:`redoxflow.analysis.tracking.track`). :func:`redoxflow.analyze` calls this for 4D
+    input.
 
     Parameters
     ----------
@@ -65,26 +65,26 @@ def analyze_series(arr, spacing, *, negative_side, compat, acfg, scratch: Path,
                                     acfg=acfg, scratch=step_dir, progress=progress,
                                     backend=backend, connectivity=connectivity))
         label_stores.append(step_dir / "labels.zarr")
-    ids = [tr["bubbles"]["bubble"].values.astype(np.int64) for tr in trees]
-    vols = [tr["bubbles"]["volume_voxels"].values for tr in trees]
-    links = []
-    for t in range(1, len(trees)):
-        shared = overlaps(open_volume(label_stores[t - 1]).data, open_volume(label_stores[t]).data)
-        links.append(link(ids[t - 1], vols[t - 1], ids[t], vols[t], shared))
-    track_ids = assign_tracks(ids, links)
-    return _series_tree(trees, links, track_ids)
+    tracked = track([str(p) for p in label_stores], spacing=spacing)  # two steps at a time
+    track_ids = []
+    for t, tr in enumerate(trees):
+        lut = dict(zip(tracked[f"label_{t}"].values.tolist(),
+                       tracked[f"track_{t}"].values.tolist()))
+        track_ids.append(np.array([lut.get(i, 0) for i in
+                                   tr["bubbles"]["bubble"].values.astype(np.int64).tolist()],
+                                  np.int64))
+    return _series_tree(trees, tracked, track_ids)
 
 
-def _series_tree(trees, links, track_ids):
+def _series_tree(trees, tracked, track_ids):
     import xarray as xr
 
     times = np.arange(len(trees))
     summary = xr.concat([tr["summary"].to_dataset() for tr in trees], dim="time")
     summary = summary.assign_coords(time=times)
-    births = [len(trees[0]["bubbles"]["bubble"])] + [len(lk["births"]) for lk in links]
-    deaths = [0] + [len(lk["deaths"]) for lk in links]
-    summary["births"] = ("time", np.array(births), {"long_name": "bubbles without predecessor"})
-    summary["deaths"] = ("time", np.array(deaths),
+    summary["births"] = ("time", tracked["births"].values,
+                         {"long_name": "bubbles without predecessor"})
+    summary["deaths"] = ("time", tracked["deaths"].values,
                          {"long_name": "bubbles of the previous step without successor"})
     tables = []
     for t, tr in enumerate(trees):
@@ -97,7 +97,8 @@ def _series_tree(trees, links, track_ids):
         tables.append(ds)
     bubbles = xr.concat(tables, dim="bubble", data_vars="all", coords="minimal",
                         compat="override", join="outer", combine_attrs="override")
-    tracks = link_table(links)
+    tracks = tracked[[k for k, v in tracked.data_vars.items() if v.dims == ("link",)]]
+    tracks.attrs = dict(tracked.attrs)
     density = xr.concat([tr["density"].to_dataset() for tr in trees], dim="time")
     blockage = xr.concat([tr["blockage"].to_dataset() for tr in trees], dim="time",
                          data_vars="all", coords="minimal", compat="override", join="outer")
