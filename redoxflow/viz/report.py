@@ -12,7 +12,7 @@ import numpy as np
 
 from ..common.atomic import atomic_file
 from ..common.tables import bubble_frame
-from ..errors import InputError
+from ..errors import InputError, require
 from . import plots, scene
 
 SORT_JS = """<script>
@@ -101,6 +101,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
     """
     import xarray as xr
 
+    require("matplotlib", "viz")  # before anything is written
     results = Path(results)
     if not results.exists():
         raise InputError(f"{results} does not exist: run `redoxflow analyze` first")

@@ -153,3 +153,22 @@ def test_cli_report(analysed):
     assert (out / "r2.html").exists()
     bad = CliRunner().invoke(main, ["report", str(out / "missing.zarr")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_report_without_the_viz_extra_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    """Without matplotlib (the viz extra) the CLI says which extra to install, exits 2 and
+    leaves no figures/ folder behind."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from redoxflow.cli import main
+
+    v = np.zeros((6, 8, 10), np.uint8)
+    v[:, :, 4] = 2
+    rf.analyze(v, negative_side="high", out=tmp_path)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "results.zarr"), "--no-3d"])
+    assert res.exit_code == 2
+    assert "redoxflow[viz]" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "figures").exists() and not (tmp_path / "report.html").exists()
