@@ -67,6 +67,21 @@ def test_dashboard_stays_on_localhost_by_default():
         assert "127.0.0.1" in c.dashboard_link
 
 
+def test_dashboard_serves_the_real_status_page():
+    """The address the CLI prints answers with dask's dashboard (bokeh is in the hpc extra
+    that `make` installs), not "Dask needs bokeh>=3.1.0"."""
+    import urllib.request
+
+    pytest.importorskip("bokeh")
+    with make_client("local", workers=1, memory_limit="1GB",
+                     dashboard_address="127.0.0.1:0") as client:
+        url = client.dashboard_link
+        assert url and url.endswith("/status")
+        with urllib.request.urlopen(url, timeout=30) as page:
+            body = page.read().decode()
+    assert page.status == 200 and "bokeh" in body.lower() and "needs bokeh" not in body
+
+
 def test_pipeline_refuses_paths_that_would_overwrite_user_data(tmp_path):
     from redoxflow.config import load_config
     from redoxflow.pipeline import check_paths
