@@ -63,18 +63,26 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         labels.rename(target)
     if netcdf:
         with atomic_file(out / "results.nc", overwrite=overwrite) as part:
-            tree.to_netcdf(part, engine="h5netcdf")
+            tree.to_netcdf(part, engine="h5netcdf", encoding={
+                node.path: _deflate(node.to_dataset()) for node in tree.subtree})
     rows = tree["components" if "components" in tree.children else "bubbles"].to_dataset()
     if csv:
         with atomic_file(out / "bubbles.csv", overwrite=overwrite) as part:
             bubble_frame(rows).to_csv(part)
     if table:
         with atomic_file(out / "bubbles.nc", overwrite=overwrite) as part:
-            rows.to_netcdf(part, engine="h5netcdf")
+            rows.to_netcdf(part, engine="h5netcdf", encoding=_deflate(rows))
     store = out / "results.zarr"  # last: a complete results.zarr means complete outputs
     with atomic_store(store, overwrite=overwrite) as tmp:
         tree.map_over_datasets(_vlen_strings).to_zarr(tmp, mode="w", consolidated=False)
     return store
+
+
+def _deflate(ds) -> dict:
+    """NetCDF encoding: chunked zlib (level 4, shuffled) for every numeric array variable
+    (the density maps dominate: 31.8 MB -> about 1 MB for the demo)."""
+    return {k: {"zlib": True, "complevel": 4, "shuffle": True}
+            for k, v in ds.data_vars.items() if v.ndim and v.dtype.kind in "biuf"}
 
 
 def _vlen_strings(ds):
