@@ -401,7 +401,7 @@ class PhantomSeries:
 
         Examples
         --------
-        >>> s = make_phantom_series((24, 32, 48), n_steps=4, n_dropouts=1, seed=0)
+        >>> s = make_phantom_series(n_steps=4, n_dropouts=1, seed=0)
         >>> sum(len(s.true_gaps(t)) for t in range(2, 4))
         1
         """

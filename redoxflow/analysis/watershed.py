@@ -171,13 +171,13 @@ def split_touching(mask: Any, *, spacing: Sequence[float] | float | None = None,
     Examples
     --------
     >>> import numpy as np
-    >>> z, y, x = np.ogrid[:12, :12, :20]
-    >>> mask = (((z - 6)**2 + (y - 6)**2 + (x - 5)**2 <= 16)
-    ...         | ((z - 6)**2 + (y - 6)**2 + (x - 12)**2 <= 16))  # two balls, one component
+    >>> z, y, x = np.ogrid[:16, :16, :28]
+    >>> mask = (((z - 8)**2 + (y - 8)**2 + (x - 7)**2 <= 36)
+    ...         | ((z - 8)**2 + (y - 8)**2 + (x - 18)**2 <= 36))  # two balls, one component
     >>> labels, n = split_touching(mask)
-    >>> n, int(labels[6, 6, 5]), int(labels[6, 6, 12])
+    >>> n, int(labels[8, 8, 7]), int(labels[8, 8, 18])
     (2, 1, 2)
-    >>> blocks, _ = split_touching(mask, chunks=(5, 7, 9), halo=12)  # same ids
+    >>> blocks, _ = split_touching(mask, chunks=(7, 9, 11), halo=14)  # same ids
     >>> bool((blocks == labels).all())
     True
     """
