@@ -177,7 +177,7 @@ def split_touching(mask: Any, *, spacing: Sequence[float] | float | None = None,
     >>> labels, n = split_touching(mask)
     >>> n, int(labels[8, 8, 7]), int(labels[8, 8, 18])
     (2, 1, 2)
-    >>> blocks, _ = split_touching(mask, chunks=(7, 9, 11), halo=14)  # same ids
+    >>> blocks, _ = split_touching(mask, chunks=(7, 9, 11), halo=16)  # same ids
     >>> bool((blocks == labels).all())
     True
     """
