@@ -390,6 +390,28 @@ def _link_pair(src: StepTable, dst: StepTable, velocity: np.ndarray, known: np.n
         match = assign(len(src), len(dst), rows, cols, cost, gates.alternative)
     pair_cost = {(int(r), int(c)): (float(k), float(e), int(s))
                  for r, c, k, e, s in zip(rows, cols, cost, res, sh)}
+    free = np.flatnonzero((match < 0) & known)
+    if len(free) and (match >= 0).sum() >= 3:
+        # rescue: a bubble whose own history mispredicts (the foam jumps) moves like its
+        # neighbours did in this step; offered to the targets still free
+        linked = match >= 0
+        disp = np.zeros_like(src.centroid)
+        disp[linked] = dst.centroid[match[linked]] - src.centroid[linked]
+        local = neighbour_velocity(src.centroid, linked, disp, drift, exclude_self=True)[free]
+        open_dst = np.ones(len(dst), bool)
+        open_dst[match[linked]] = False
+        cols_open = np.flatnonzero(open_dst)
+        sub_src, sub_dst = src.subset(free), dst.subset(cols_open)
+        r2, c2, k2, e2, s2 = candidates(sub_src, sub_dst, sub_src.centroid + local, gates,
+                                        shared, motion=local)
+        m2 = assign(len(free), len(cols_open), r2, c2, k2, gates.alternative)
+        for a, b, k, e, sv in zip(r2, c2, k2, e2, s2):
+            if m2[a] == b:
+                i, j = int(free[a]), int(cols_open[b])
+                match[i] = j
+                vel[i] = local[a]
+                pair_cost[(i, j)] = (float(k), float(e), int(sv))
+        pred = src.centroid + vel
     out = []  # (source index, target index, primary, cost, residual, shared)
     for i in np.flatnonzero(match >= 0):
         k, e, s = pair_cost[(int(i), int(match[i]))]
@@ -488,6 +510,9 @@ def track(
     - **assignment**: one global minimum-cost one-to-one assignment over
       ``(residual / gate)^2 + (log volume ratio / log max ratio)^2 + overlap_weight x (1 -
       shared / smaller volume)``, every bubble free to stay unlinked;
+    - **rescue**: a bubble with a history that found no partner is offered, at the
+      position its linked neighbours moved to in this step, to the targets still free
+      (flowing foams move in jumps);
     - **merges and splits**: unlinked bubbles lying inside a bubble of the other step whose
       summed volume and volume-weighted centroid match it better than its one-to-one
       partner (volume conservation and proximity, not overlap);
