@@ -504,18 +504,20 @@ def track(
       have no history the neighbours' first-pass links give a local motion field;
     - **gating**: the observed centroid lies within ``displacement_factor`` x the bubble's
       equivalent radius of the prediction (at least one voxel, at most
-      ``max_displacement``), and the volumes differ by at most ``max_volume_ratio``
-      (gates 1.5x wider in distance and squared in volume for bubbles cut by the field of
-      view);
+      ``max_displacement``), and the volumes differ by at most ``max_volume_ratio``; for
+      bubbles cut by the field of view (both cut: by a common face) the lag of the visible
+      centroid along the cut axes is forgiven in proportion to the volume change, and the
+      volume may also change by the slab swept through the cut faces
+      (:func:`~redoxflow.analysis.tracking_link.candidates`);
     - **assignment**: one global minimum-cost one-to-one assignment over
       ``(residual / gate)^2 + (log volume ratio / log max ratio)^2 + overlap_weight x (1 -
       shared / smaller volume)``, every bubble free to stay unlinked;
     - **rescue**: a bubble with a history that found no partner is offered, at the
       position its linked neighbours moved to in this step, to the targets still free
       (flowing foams move in jumps);
-    - **merges and splits**: unlinked bubbles lying inside a bubble of the other step whose
-      summed volume and volume-weighted centroid match it better than its one-to-one
-      partner (volume conservation and proximity, not overlap);
+    - **merges and splits**: unlinked bubbles touching a bubble of the other step whose
+      summed volume (within ``merge_volume_ratio``) and volume-weighted centroid match it
+      better than its one-to-one partner (volume conservation and proximity, not overlap);
     - **gap closing**: bubbles without successor are offered to the next step's bubbles
       without predecessor (one missed step, gate x sqrt 2).
 
