@@ -197,3 +197,32 @@ def test_phantom_series_ground_truth_is_exact():
             assert set(after) <= set(s.identity[t].tolist())
     with pytest.raises(InputError, match="at least 16"):
         make_phantom_series((8, 32, 32))
+
+
+def test_one_4d_store(tmp_path):
+    s = make_phantom_series((24, 32, 48), n_steps=3, seed=3)
+    rf.ingest(s.labels, tmp_path / "series.zarr", kind="labels", voxel_size=2.0)
+    ds = track(str(tmp_path / "series.zarr"))  # (t, z, y, x): one step read at a time
+    ref = track(s.labels, spacing=2.0)
+    np.testing.assert_array_equal(ds["target"].values, ref["target"].values)
+    np.testing.assert_array_equal(ds["track_2"].values, ref["track_2"].values)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_foam_series_successor_and_mirrored_control(shared_data):
+    import tifffile
+    from skimage.filters import threshold_otsu
+
+    from redoxflow.analysis import split_touching
+
+    labels = []
+    for f in sorted((shared_data / "foam_4d").glob("Raw_*.tiff"))[:3]:
+        raw = tifffile.imread(f)
+        labels.append(split_touching(raw < threshold_otsu(raw))[0])
+    ds = track(labels, spacing=2.75)
+    n = ds["n_bubbles"].values
+    assert (ds["one_to_one"].values[1:] >= 0.9 * n[:-1]).all()  # real successors
+    mirrored = np.ascontiguousarray(labels[0][::-1, ::-1, ::-1])  # an unrelated foam
+    control = track([labels[0], mirrored], spacing=2.75)
+    assert len(np.unique(control["source"].values)) <= 0.1 * n[0]
