@@ -34,6 +34,7 @@ from typing import Any
 import numba
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 from .._backend import to_backend, to_numpy
@@ -540,6 +541,32 @@ class Hierarchy:
         for _ in range(SWEEPS):
             x = x + lv.inv * (r - _xp_apply(xp, x, lv.g, lv.diag))
         return x
+
+
+def merge_periodic(pairs, n: int) -> np.ndarray:
+    """Component id of every label (0 stays 0) after joining labels facing across sides.
+
+    ``pairs``: (labels on one side, labels on the opposite side) per periodic axis, or None.
+
+    Examples
+    --------
+    >>> merge_periodic([(np.array([1, 0]), np.array([2, 0])), None], 3).tolist()
+    [0, 2, 2, 3]
+    """
+    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for pair in pairs:
+        if pair is None:
+            continue
+        a, b = (np.asarray(p).ravel().astype(np.int64) for p in pair)
+        touching = (a > 0) & (b > 0)
+        rows.append(a[touching])
+        cols.append(b[touching])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = sp.coo_matrix((np.ones(r.size), (r, c)), shape=(n + 1, n + 1))
+    _, comp = connected_components(graph, directed=False)
+    comp = comp.astype(np.int64) + 1
+    comp[0] = 0
+    return comp
 
 
 @dataclass

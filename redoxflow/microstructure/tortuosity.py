@@ -17,15 +17,14 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 import xarray as xr
-from scipy.sparse.csgraph import connected_components
 
 from .. import __version__
 from .._backend import get_array_module, has_gpu, to_backend, to_numpy
 from ..common.options import check_choice
 from ..errors import InputError
 from ..labeling import label
+from . import _tortuosity_chunked as blockwise
 from . import _tortuosity_solver as solver
 from .inputs import phase_mask
 from .options import AXES, axis_index
@@ -37,6 +36,7 @@ Boundary = Literal["face", "voxel"]
 __all__ = ["tortuosity", "Method", "Device", "Boundary"]
 
 DEFAULT_TOL = 1e-6
+CHUNKED_FROM = 1 << 30  # voxels from which a lazy input is solved blockwise by default
 
 
 def tortuosity(
@@ -88,9 +88,11 @@ def tortuosity(
         (PoreSpy/OpenPNM's ``tortuosity_fd``): at the centres of the first and last layers,
         thickness = one voxel less.
     chunks : (z, y, x) or "auto", optional
-        Solve blockwise over dask with one-voxel halos (the operator, smoother, restriction
-        and every vector of the fine levels stay chunked; see Notes). Default: chunked when
-        the input is a dask array of several chunks, else in memory.
+        Solve blockwise over dask (CPU): the operator, the smoother, restriction and every
+        vector of the fine multigrid levels stay chunked, with one-voxel halos
+        (``map_overlap``), so the volume need not fit in one process ("auto": the input's
+        chunks). Default: blockwise for lazy inputs (dask, zarr, stores) of more than
+        2**30 voxels, else in memory (faster when it fits).
 
     Returns
     -------
@@ -151,7 +153,7 @@ def tortuosity(
                          "boundary='voxel' needs at least 3 voxels, others at least 1")
     order = (ax,) + tuple(a for a in range(3) if a != ax)
     h = tuple(h_all[a] for a in order)
-    chunked = _use_chunks(lazy, chunks)
+    chunked = _use_chunks(mask, lazy, chunks)
     attrs = {"axis": AXES[ax], "method": method, "spacing": list(h_all),
              "source": vol.identity, "redoxflow_version": __version__}
     if chunked and method == "geodesic":
@@ -171,13 +173,17 @@ def tortuosity(
                  tol=float(tol), chunked=int(chunked),
                  solver="CG preconditioned by aggregation multigrid (K-cycle), float64")
     if chunked:
-        raise NotImplementedError
+        if backend != "numpy":
+            raise InputError("the chunked solve runs on the CPU: use device='cpu' (or leave "
+                             "chunks unset for the GPU)")
+        profiles = _solve_chunked(data, h, sides, boundary, float(tol), int(maxiter))
     else:
         through = _through(m, sides, 6)
-        porosity_slices = m.reshape(m.shape[0], -1).sum(axis=1, dtype=np.int64)
-        conc, sol = _solve_memory(through, h, sides, boundary, backend, float(tol),
-                                  int(maxiter))
-    return _diffusion_dataset(through, conc, sol, porosity_slices, h, boundary, attrs)
+        phase_slices = m.reshape(m.shape[0], -1).sum(axis=1, dtype=np.int64)
+        profiles = (phase_slices,) + _solve_memory(through, h, sides, boundary, backend,
+                                                   float(tol), int(maxiter))
+    shape = tuple(shape[a] for a in order)
+    return _diffusion_dataset(shape, *profiles, h, boundary, attrs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,10 +201,10 @@ def _periodic(periodic: Any) -> tuple[bool, bool]:
     return sides  # type: ignore[return-value]
 
 
-def _use_chunks(lazy, chunks) -> bool:
-    if chunks is None:
-        return hasattr(lazy, "numblocks") and math.prod(lazy.numblocks) > 1 and \
-            not _from_numpy(lazy)
+def _use_chunks(mask, lazy, chunks) -> bool:
+    if chunks is None:  # large lazy inputs only: in memory is faster when it fits
+        lazy_input = not isinstance(getattr(mask, "data", mask), np.ndarray)
+        return lazy_input and math.prod(lazy.shape) > CHUNKED_FROM
     if chunks == "auto":
         return True
     try:
@@ -209,11 +215,6 @@ def _use_chunks(lazy, chunks) -> bool:
         raise InputError(f"chunks={chunks!r} is malformed: give three positive chunk sizes "
                          "(z, y, x) or 'auto'")
     return True
-
-
-def _from_numpy(lazy) -> bool:
-    """A dask array that ``as_volume`` made from an in-memory numpy array."""
-    return getattr(lazy, "_redoxflow_numpy", False)
 
 
 def _backend(device: str) -> str:
@@ -228,7 +229,7 @@ def _through(m: np.ndarray, sides: tuple[bool, bool], connectivity: int) -> np.n
     labels, n = label(m, connectivity=connectivity)
     if n == 0:
         return np.zeros(m.shape, bool)
-    comp = _merge_periodic([(labels[:, 0], labels[:, -1]) if sides[0] else None,
+    comp = solver.merge_periodic([(labels[:, 0], labels[:, -1]) if sides[0] else None,
                             (labels[:, :, 0], labels[:, :, -1]) if sides[1] else None], n)
     inlet = np.unique(comp[labels[0]])
     outlet = np.unique(comp[labels[-1]])
@@ -238,34 +239,12 @@ def _through(m: np.ndarray, sides: tuple[bool, bool], connectivity: int) -> np.n
     return keep[labels]
 
 
-def _merge_periodic(pairs, n: int) -> np.ndarray:
-    """Component id of every label (0 stays 0) after joining labels facing across sides."""
-    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for pair in pairs:
-        if pair is None:
-            continue
-        a, b = (np.asarray(p).ravel().astype(np.int64) for p in pair)
-        touching = (a > 0) & (b > 0)
-        rows.append(a[touching])
-        cols.append(b[touching])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    graph = sp.coo_matrix((np.ones(r.size), (r, c)), shape=(n + 1, n + 1))
-    _, comp = connected_components(graph, directed=False)
-    comp = comp.astype(np.int64) + 1
-    comp[0] = 0
-    return comp
-
-
-def _through_chunked(data, sides):
-    from ._tortuosity_chunked import through_chunked
-
-    return through_chunked(data, sides)
-
-
 def _solve_memory(through, h, sides, boundary, backend, tol, maxiter):
+    """(percolating voxels per slice, their concentration sums per slice, Solution)."""
     n0 = through.shape[0]
-    if not through.any():
-        return None, None
+    counts = through.reshape(n0, -1).sum(axis=1, dtype=np.int64)
+    if not counts.any():
+        return counts, None, None
     xp = get_array_module(backend=backend)
     active = to_backend(through, backend)
     # CPU: float32 conductances, float64 arithmetic in the compiled kernels; GPU: a float64
@@ -275,23 +254,36 @@ def _solve_memory(through, h, sides, boundary, backend, tol, maxiter):
     fine = make(xp, active, h, sides, dtype, arrays)
     sol = solver.solve(xp, fine, backend, tol, maxiter)
     c = to_numpy(sol.c)
+    inner = through if boundary == "face" else through[1:-1]
+    sums = (c * inner).reshape(inner.shape[0], -1).sum(axis=1)
     if boundary == "voxel":
-        full = np.zeros(through.shape)
-        full[0] = through[0]
-        full[1:n0 - 1] = c
-        c = full
-    return c, sol
+        sums = np.concatenate([[counts[0]], sums, [0.0]])
+    return counts, sums, sol
 
 
-def _diffusion_dataset(through, conc, sol, porosity_slices, h, boundary, attrs):
-    n0, n1, n2 = through.shape
+def _solve_chunked(data, h, sides, boundary, tol, maxiter):
+    """The same as :func:`_solve_memory` (with the phase counts first), blockwise."""
+    through, phase_slices = blockwise.through_chunked(data, sides)
+    counts = through.sum(axis=(1, 2), dtype=np.int64).compute()
+    if not counts.any():
+        return phase_slices, counts, None, None
+    c, sol = blockwise.solve_chunked(through, h, sides, boundary, tol, maxiter)
+    inner = through if boundary == "face" else through[1:-1]
+    sums = (c * inner).sum(axis=(1, 2)).compute()
+    if boundary == "voxel":
+        sums = np.concatenate([[counts[0]], sums, [0.0]])
+    return phase_slices, counts, sums, sol
+
+
+def _diffusion_dataset(shape, phase_slices, through_slices, sums, sol, h, boundary, attrs):
+    n0, n1, n2 = shape
+    size = n0 * n1 * n2
     h0 = h[0]
     area = n1 * h[1] * n2 * h[2]
     length = (n0 if boundary == "face" else n0 - 1) * h0
-    porosity = float(porosity_slices.sum() / through.size)  # counts per slice
-    porosity_slices = porosity_slices / (n1 * n2)
-    through_slices = through.reshape(n0, -1).sum(axis=1)
-    through_porosity = float(through_slices.sum() / through.size)
+    porosity = float(phase_slices.sum() / size)
+    porosity_slices = phase_slices / (n1 * n2)
+    through_porosity = float(through_slices.sum() / size)
     positions = (np.arange(n0) + 0.5) * h0
     interfaces = (np.arange(1, n0)) * h0
     if sol is None:
@@ -305,15 +297,13 @@ def _diffusion_dataset(through, conc, sol, porosity_slices, h, boundary, attrs):
         tau = porosity / deff if deff > 0 else math.inf
         iterations, residual, balance = sol.iterations, sol.residual, sol.balance
         converged = sol.converged
-        sums = (conc * through).reshape(n0, -1).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             conc_profile = np.where(through_slices > 0, sums / through_slices, np.nan)
             drop = conc_profile[:-1] - conc_profile[1:]
             local_d = flux * h0 / (area * drop)
             eps_face = 0.5 * (porosity_slices[:-1] + porosity_slices[1:])
             tau_profile = np.where(local_d > 0, eps_face / local_d, np.inf)
-        faces = sol.fluxes if boundary == "face" else sol.fluxes
-        inner = faces[1:-1] if boundary == "face" else faces
+        inner = sol.fluxes[1:-1] if boundary == "face" else sol.fluxes
         flux_profile = inner / flux if flux > 0 else np.zeros_like(inner)
     axis_name = attrs["axis"]
 
