@@ -65,7 +65,26 @@ def _size_on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PipelineOrder(click.Group):
+    """Commands listed in the order a run uses them, their first sentence in full."""
+
+    ORDER = ("demo", "run", "ingest", "info", "train", "segment", "evaluate", "label",
+             "measure", "analyze", "microstructure", "track", "report", "export")
+
+    def list_commands(self, ctx):
+        rank = {name: i for i, name in enumerate(self.ORDER)}
+        return sorted(self.commands, key=lambda n: (rank.get(n, len(rank)), n))
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, " ".join(self.commands[name].help.split("\n\n")[0].split())
+                 .split(". ")[0].rstrip("."))
+                for name in self.list_commands(ctx) if not self.commands[name].hidden]
+        with formatter.section("Commands (in pipeline order)"):
+            formatter.write_dl(rows, col_max=16)
+
+
+@click.group(cls=PipelineOrder, context_settings={"help_option_names": ["-h", "--help"],
+                                                  "max_content_width": 100})
 @click.version_option(__version__, prog_name="redoxflow")
 def main():
     """redoxflow: exact, out-of-core bubble analysis of flow-battery tomograms."""
@@ -77,12 +96,14 @@ def main():
 @click.option("--voxel-size", help="Micrometres: one number or z,y,x.")
 @click.option("--chunks", help="Chunk shape z,y,x (clamped to the volume).")
 @click.option("--kind", type=click.Choice(["auto", "intensity", "classes", "labels"]),
-              default="auto", show_default=True)
+              default="auto", show_default=True,
+              help="What the volume holds (auto: integers below 16 are classes).")
 @click.option("--dataset", help="HDF5 dataset path.")
 @click.option("--key", help="Array name inside an .npz.")
 @click.option("--shape", help="Raw files: z,y,x.")
 @click.option("--dtype", help="Raw files: numpy dtype, e.g. uint16.")
-@click.option("--byte-order", type=click.Choice(["little", "big"]), default="little")
+@click.option("--byte-order", type=click.Choice(["little", "big"]), default="little",
+              show_default=True, help="Raw files: byte order.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML config file.")
 @user_errors
@@ -173,9 +194,10 @@ def _run(cfg, dry_run: bool = False) -> None:
 
 
 @main.command()
-@click.option("--output", default="demo-results", show_default=True, type=click.Path())
+@click.option("--output", default="demo-results", show_default=True, type=click.Path(),
+              help="Folder for the results and pictures.")
 @click.option("--shape", default="96,160,160", show_default=True, help="Phantom size z,y,x.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seed of the synthetic cell.")
 @click.option("--overwrite", is_flag=True, help="Start again in an existing output folder.")
 @_cluster_options
 @user_errors
@@ -221,8 +243,9 @@ def run(config_path, dry_run, cluster, workers, profile):
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--class-id", type=int, default=1, show_default=True,
               help="Class to label in a class volume.")
-@click.option("--connectivity", type=click.Choice(["6", "18", "26"]), default="26")
-@click.option("--overwrite", is_flag=True)
+@click.option("--connectivity", type=click.Choice(["6", "18", "26"]), default="26",
+              show_default=True, help="Voxel neighbourhood of a component.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing label store.")
 @_backend_option
 @user_errors
 def label_cmd(store, out, class_id, connectivity, overwrite, backend):
@@ -306,15 +329,19 @@ def report(results, out, orbit_frames, no_3d):
 @click.option("--model", default="builtin", show_default=True,
               help="builtin, classical or a checkpoint written by `redoxflow train`.")
 @click.option("--tile", type=int, help="Tile size (multiple of 32; default the model's).")
-@click.option("--overlap", type=float, default=0.25, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--mode", type=click.Choice(["tile", "resize"]), default="tile", show_default=True)
+@click.option("--overlap", type=float, default=0.25, show_default=True,
+              help="Tile overlap fraction, 0 <= overlap < 1 (blended).")
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Tiles per forward pass.")
+@click.option("--mode", type=click.Choice(["tile", "resize"]), default="tile", show_default=True,
+              help="tile: overlapping tiles at full resolution; resize: whole slices.")
 @click.option("--triplanar", is_flag=True, help="Average predictions along z, y and x.")
 @click.option("--probabilities", is_flag=True, help="Also store float16 probabilities.")
 @click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
               help="auto (a GPU when there is one), cpu or cuda.")
-@click.option("--nan-policy", type=click.Choice(["raise", "fill"]), default="raise")
-@click.option("--overwrite", is_flag=True)
+@click.option("--nan-policy", type=click.Choice(["raise", "fill"]), default="raise",
+              show_default=True, help="NaN voxels: stop, or treat them as the darkest grey.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing class store.")
 @_cluster_options
 @user_errors
 def segment_cmd(volume, out, model, tile, overlap, batch_size, mode, triplanar, probabilities,
@@ -337,21 +364,24 @@ def segment_cmd(volume, out, model, tile, overlap, batch_size, mode, triplanar, 
 @click.option("--masks", multiple=True, help="Mask path matching each --images.")
 @click.option("--synthetic", type=int, default=0, help="Train on N phantoms instead.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder.")
-@click.option("--architecture", default="small-unet", show_default=True)
+@click.option("--architecture", default="small-unet", show_default=True,
+              help="small-unet (CPU), unet-resnext101, attention-unet, unet3plus, swin-unet, "
+                   "unetplusplus or fpn.")
 @click.option("--classes", default="electrolyte,bubble,membrane,gasket", show_default=True,
               help="Class names, comma separated.")
 @click.option("--binary", is_flag=True, help="Masks are 0/255 (or 0/1): two classes.")
 @click.option("--context", type=int, default=0, show_default=True, help="2.5D: neighbours per side.")
-@click.option("--tile", type=int, default=128, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--tile", type=int, default=128, show_default=True, help="Training tile size.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Tiles per step.")
+@click.option("--epochs", type=int, default=50, show_default=True, help="At most this many.")
 @click.option("--steps", type=int, default=100, show_default=True, help="Steps per epoch.")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--early-stopping", type=int, default=8, show_default=True)
-@click.option("--rotate90", is_flag=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Learning rate.")
+@click.option("--early-stopping", type=int, default=8, show_default=True,
+              help="Stop after this many epochs without a better validation loss.")
+@click.option("--rotate90", is_flag=True, help="Also augment by 90-degree rotations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/training-state.pt.")
-@click.option("--overwrite", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint folder.")
 @click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
               help="auto (a GPU when there is one), cpu or cuda.")
 @user_errors
@@ -384,7 +414,8 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
 @main.command("evaluate")
 @click.argument("prediction", type=click.Path(path_type=Path))
 @click.argument("truth", type=click.Path(path_type=Path))
-@click.option("--classes", default="electrolyte,bubble,membrane,gasket", show_default=True)
+@click.option("--classes", default="electrolyte,bubble,membrane,gasket", show_default=True,
+              help="Class names, comma separated, in id order.")
 @click.option("--binary", is_flag=True, help="Compare foreground (> 0) against background.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the scores as NetCDF.")
 @user_errors

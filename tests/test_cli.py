@@ -121,3 +121,18 @@ def test_run_dry_run_prints_slurm_job_script(tmp_path):
                                     str(root / "deployment" / "slurm.yaml")])
     assert res.exit_code == 0, res.output
     assert "#SBATCH" in res.output
+
+
+def test_help_lists_commands_in_pipeline_order_and_every_option_is_explained():
+    import click
+
+    from redoxflow.cli import PipelineOrder
+
+    res = CliRunner().invoke(main, ["--help"])
+    listed = [line.split()[0] for line in res.output.split("Commands")[1].splitlines()[1:]
+              if line.startswith("  ") and not line.startswith("   ")]
+    assert listed == [n for n in PipelineOrder.ORDER if n in main.commands]
+    assert "..." not in res.output.split("Commands")[1]  # first sentences in full
+    bare = [f"{name} --{p.name}" for name, cmd in main.commands.items() for p in cmd.params
+            if isinstance(p, click.Option) and not p.help and p.name != "help"]
+    assert not bare, bare

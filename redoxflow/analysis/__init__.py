@@ -21,6 +21,7 @@ from ..common.options import Compat, NegativeSide, check_choice
 from ..common.tables import bubble_frame
 from ..config import Config
 from ..errors import StoreExistsError
+from .cf import finish, history_line
 from .masks import class_volume, halfcell_map
 from .results import scratch_dir, write_results
 from .series import analyze_series
@@ -101,11 +102,14 @@ def analyze(
                    scratch=work, progress=progress, backend=cfg.label.backend,
                    connectivity=cfg.label.connectivity)
         tree.attrs.update({
-            "redoxflow_version": __version__, "config": cfg.to_json(),
+            "redoxflow_version": __version__,
+            "config": _as_run(cfg, compat, negative_side, description, out).to_json(),
             "compat": compat or "none", "negative_side": negative_side,
             "input": description, "input_shape": list(arr.shape),
             "spacing": list(sp if not compat else (1.0, 1.0, 1.0)),
-            "unit": "voxel" if compat else "micrometer"})
+            "unit": "voxel" if compat else "micrometer",
+            "history": history_line(f"analyze {description}")})
+        finish(tree, compat=bool(compat))
         if out is not None:
             write_results(tree, out, overwrite=overwrite, netcdf=netcdf, csv=csv,
                           table=table)
@@ -128,6 +132,16 @@ def _resolve(cfg: Config, compat, negative_side) -> tuple[str | None, str]:
                       UserWarning, stacklevel=3)
         negative_side = "high"
     return compat, check_choice(negative_side, NegativeSide, "negative_side")
+
+
+def _as_run(cfg: Config, compat, negative_side, source: str, out) -> Config:
+    """The configuration this run used: resolved options, its input and output."""
+    from dataclasses import replace
+
+    return replace(cfg, analyze=replace(cfg.analyze, compat=compat, negative_side=negative_side),
+                   input=replace(cfg.input, source=source, kind="classes"),
+                   output=replace(cfg.output, directory=str(out)) if out is not None
+                   else cfg.output)
 
 
 def _refuse_existing(out, overwrite: bool, netcdf: bool, csv: bool, table: bool) -> None:

@@ -335,7 +335,8 @@ def add_wall_columns(table, walls, masks, labels, spacing, shape, compat):
     table["membrane_contact_area"] = ("bubble", lookup(ids, mem_contacts["ids"].astype(np.int64),
                                                        mem_contacts["area"], 0.0),
                                       {"units": "micrometer^2" if not compat else "voxel^2"})
-    table["touches_membrane"] = table["membrane_contact_area"] > 0
+    table["touches_membrane"] = ("bubble", table["membrane_contact_area"].values > 0,
+                                 {"long_name": "shares a voxel face with the membrane"})
     if gas_contacts is not None:
         table["touches_gasket"] = ("bubble", lookup(ids, gas_contacts["ids"].astype(np.int64),
                                                     gas_contacts["area"], 0.0) > 0)

@@ -411,8 +411,9 @@ def write_dask(
             _downsample_level(arrays[level - 1], arrays[level], (), kind)
         _write_attrs(group, store, array.shape, vsize, len(shapes), kind, description, cfg,
                      attrs or {})
-        if done is not None:
+        if done is not None:  # complete: the resume bookkeeping goes
             shutil.rmtree(done, ignore_errors=True)
+            group.attrs.pop("resume_key", None)
     return open_volume(store)
 
 

@@ -209,6 +209,7 @@ def test_store_output_with_probabilities_and_resume(tiny_checkpoint, phantom, tm
                   progress=False)
     assert (out / "0" / "c" / "0" / "0" / "0").stat().st_mtime_ns == stamp  # not recomputed
     assert not partial.exists() and not (out / ".done").exists()
+    assert "resume_key" not in zarr.open_group(str(out), mode="r").attrs  # complete: no stale key
     assert tuple(vol.attrs["voxel_size"]) == (5.0, 5.0, 5.0) and vol.attrs["kind"] == "classes"
     fresh = segment(phantom.image.astype(np.float32), tiny_checkpoint, progress=False).compute()
     np.testing.assert_array_equal(vol.data.compute(), fresh)
