@@ -16,6 +16,7 @@ import numpy as np
 from ..common.options import NegativeSide, check_choice
 from ..common.provenance import volume_checksum
 from ..errors import InputError
+from ..io.metadata import CLASS_NAMES
 from ..io.volume import as_volume
 from ..labeling import remove_z_isolated
 from . import separation as sep
@@ -30,7 +31,7 @@ from .passes import (
     block_row_maps,
 )
 
-CLASS_IDS = {0: "electrolyte", 1: "bubble", 2: "membrane", 3: "gasket", 5: "removed half"}
+CLASS_IDS = CLASS_NAMES
 HALF_NAMES = ["outside", "negative", "membrane", "positive"]
 
 

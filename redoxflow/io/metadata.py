@@ -8,6 +8,40 @@ from typing import Any
 from ..errors import InputError
 
 SPATIAL = ("z", "y", "x")
+#: the class ids of a segmentation and their names
+CLASS_NAMES = {0: "electrolyte", 1: "bubble", 2: "membrane", 3: "gasket", 5: "removed half"}
+#: their colours in viewers (electrolyte transparent, so the classes overlay the image)
+CLASS_RGBA = {0: [0, 0, 0, 0], 1: [230, 25, 25, 255], 2: [30, 80, 230, 255],
+              3: [20, 170, 60, 255], 5: [128, 128, 128, 255]}
+
+
+def image_label(kind: str, source_image: str | None = None) -> dict:
+    """The OME-Zarr 0.5 ``image-label`` block of a class or label store.
+
+    Viewers (napari-ome-zarr, ome-zarr-py, neuroglancer) then show it as labels: class
+    stores with a named colour per class, label stores with their ids.
+
+    Parameters
+    ----------
+    kind : {"classes", "labels"}
+    source_image : str, optional
+        Relative path of the image the labels belong to.
+
+    Examples
+    --------
+    >>> meta = image_label("classes")
+    >>> meta["colors"][1], meta["properties"][1]
+    ({'label-value': 1, 'rgba': [230, 25, 25, 255]}, {'label-value': 1, 'class': 'bubble'})
+    >>> image_label("labels", "../../")
+    {'version': '0.5', 'source': {'image': '../../'}}
+    """
+    meta: dict[str, Any] = {"version": "0.5"}
+    if kind == "classes":
+        meta["colors"] = [{"label-value": v, "rgba": c} for v, c in CLASS_RGBA.items()]
+        meta["properties"] = [{"label-value": v, "class": n} for v, n in CLASS_NAMES.items()]
+    if source_image is not None:
+        meta["source"] = {"image": source_image}
+    return meta
 
 
 def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: int,

@@ -24,7 +24,7 @@ from ..common.options import Kind, check_choice
 from ..common.units import normalize_voxel_size
 from ..config import Config
 from ..errors import InputError
-from .metadata import SPATIAL, ome_metadata, read_metadata
+from .metadata import SPATIAL, image_label, ome_metadata, read_metadata
 from .readers import SeriesSource, VolumeSource, open_source
 
 MIN_LEVEL_SIZE = 32
@@ -313,8 +313,11 @@ def _create_levels(tmp: Path, shapes, chunk_shape, dtype, cfg, kind: str = "inte
 
 def _write_attrs(group, store, shape, vsize, n_levels, kind, description, cfg, extra) -> None:
     """OME multiscales + the redoxflow block (written last: the store is then complete)."""
+    ome = ome_metadata(Path(store).name, len(shape), vsize, n_levels, kind)
+    if kind in ("classes", "labels"):
+        ome["image-label"] = image_label(kind)
     group.attrs.update({
-        "ome": ome_metadata(Path(store).name, len(shape), vsize, n_levels, kind),
+        "ome": ome,
         "redoxflow": {"kind": kind, "source": description, "version": __version__,
                       "config": cfg.to_dict(), "complete": True, **extra},
     })

@@ -125,3 +125,32 @@ def test_pyramid_translations_match_how_each_level_was_made(tmp_path, kind):
         np.testing.assert_allclose(scale, np.array([3.0, 2.0, 1.0]) * f)
         if kind != "intensity":  # level voxel (1, 1, 1) is level-0 voxel (f, f, f)
             assert group[str(level)][1, 1, 1] == vol[f, f, f]
+
+
+def test_stores_validate_as_ome_zarr_images_and_labels(tmp_path):
+    """ome-zarr-models validates every kind; ome-zarr-py's reader sees class and label stores
+    as labels (napari-ome-zarr then opens them as a Labels layer, with class colours)."""
+    import zarr
+
+    models = pytest.importorskip("ome_zarr_models.v05.image_label")
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+    from ome_zarr_models.v05.image import Image
+
+    classes = np.zeros((40, 48, 48), np.uint8)
+    classes[:, :, 20:22] = 2
+    classes[5:9, 5:9, 5:9] = 1
+    ingest(classes.astype(np.float32), tmp_path / "raw.zarr", kind="intensity", voxel_size=2.0,
+           progress=False)
+    ingest(classes, tmp_path / "classes.zarr", kind="classes", voxel_size=2.0, progress=False)
+    ingest(classes.astype(np.uint32), tmp_path / "labels.zarr", kind="labels", voxel_size=2.0,
+           progress=False)
+    Image.from_zarr(zarr.open_group(tmp_path / "raw.zarr", mode="r"))
+    for name in ("classes", "labels"):
+        group = zarr.open_group(tmp_path / f"{name}.zarr", mode="r")
+        label = models.ImageLabel.from_zarr(group)
+        node = next(iter(Reader(parse_url(str(tmp_path / f"{name}.zarr")))()))
+        assert "Label" in [type(s).__name__ for s in node.specs]
+        if name == "classes":
+            colours = {c.label_value: c.rgba for c in label.attributes.ome.image_label.colors}
+            assert colours[1] == (230, 25, 25, 255) and colours[0][3] == 0
