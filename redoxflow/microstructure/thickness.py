@@ -15,6 +15,7 @@ integer number of voxels first, which reproduces PoreSpy's ``local_thickness`` a
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dask.array as da
@@ -75,9 +76,17 @@ def distance_transform(mask: Any, *, phase: int | None = None, spacing: Any = No
     return out.compute() if isinstance(mask, np.ndarray) else out
 
 
-def _squared(m, work):
+def _slab_voxels(m, workers: int | None) -> int:
+    """Distance slabs small enough for every worker to get one."""
+    plane = int(m.shape[1]) * int(m.shape[2])
+    per_worker = -(-int(m.size) // (workers or os.cpu_count() or 1))
+    return max(plane, min(distance.SLAB_VOXELS, per_worker))
+
+
+def _squared(m, work, workers: int | None = None):
     """Squared distances in work units, kept in memory when they fit."""
-    d2 = distance.distance_to(~m, spacing=work, squared=True)
+    d2 = distance.distance_to(~m, spacing=work, squared=True,
+                              slab_voxels=_slab_voxels(m, workers))
     if d2.nbytes <= IN_MEMORY_BYTES:
         d2 = da.from_array(d2.compute(), chunks=m.chunks)
     return d2
@@ -139,7 +148,7 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     vol, m = phase_mask(mask, phase)
     work, scale = _work_units(vol.spacing(spacing))
     m = split_for_workers(m, workers)
-    d2 = _squared(m, work)
+    d2 = _squared(m, work, workers)
     r2max = float(d2.max().compute())
     halo = _halo(r2max, work)
     out = map_halo(d2.rechunk(m.chunks), _paint_block, before=halo, after=halo,
@@ -194,7 +203,8 @@ def intrusion(mask: Any, *, inlet: str = "x-", phase: int | None = None, spacing
     vol, m = phase_mask(mask, phase)
     work, scale = _work_units(vol.spacing(spacing))
     m = split_for_workers(m, workers)
-    r2 = distance.distance_to(~m, spacing=work, squared=True).compute()
+    r2 = distance.distance_to(~m, spacing=work, squared=True,
+                              slab_voxels=_slab_voxels(m, workers)).compute()
     if radii == "integer":
         r2 = _integer(r2)
     face = [slice(None)] * 3
