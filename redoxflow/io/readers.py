@@ -294,6 +294,7 @@ def read_tiff_stack(path: Path) -> VolumeSource:
         series = tif.series[0]
         shape, dtype = tuple(series.shape), np.dtype(series.dtype)
         n_pages = len(series.pages)
+        voxel = _tiff_voxel_size(tif)
     except Exception as exc:
         raise InputError(f"cannot read TIFF {str(path)!r}: corrupt or truncated file "
                          f"({type(exc).__name__}: {exc})".splitlines()[0]) from exc
@@ -308,7 +309,38 @@ def read_tiff_stack(path: Path) -> VolumeSource:
             raise InputError(f"cannot read pages {z0}-{z1} of TIFF {str(path)!r}: corrupt or "
                              f"truncated file ({type(exc).__name__})") from exc
 
-    return VolumeSource(shape, dtype, reader, f"TIFF {path}")
+    return VolumeSource(shape, dtype, reader, f"TIFF {path}", voxel)
+
+
+#: micrometres per unit of the length units TIFF and ImageJ metadata use
+_UNITS_UM = {"nm": 1e-3, "nanometer": 1e-3, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0,
+             "micron": 1.0,
+             "micrometer": 1.0, "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4}
+
+
+def _tiff_voxel_size(tif) -> tuple[float, float, float] | None:
+    """(z, y, x) micrometres from ImageJ metadata (unit, spacing) or a centimetre
+    ResolutionUnit; None when the file does not say (DPI of a scanner means nothing)."""
+    page = tif.pages[0]
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    ij = tif.imagej_metadata or {}
+    unit = str(ij.get("unit", "")).strip().lower().replace("\\u00b5", "\u00b5")
+    if unit in _UNITS_UM:
+        per_unit = _UNITS_UM[unit]
+    elif tags.get("ResolutionUnit") is not None and int(tags["ResolutionUnit"].value) == 3:
+        per_unit = 1e4  # pixels per centimetre
+    else:
+        return None
+    num, den = tags["XResolution"].value
+    x = per_unit * den / num if num else None
+    num, den = tags["YResolution"].value
+    y = per_unit * den / num if num else None
+    if not x or not y:
+        return None
+    z = float(ij["spacing"]) * per_unit if "spacing" in ij else x
+    return (z, y, x)
 
 
 def read_hdf5(path: Path, dataset: str | None) -> VolumeSource:
@@ -351,7 +383,18 @@ def read_hdf5(path: Path, dataset: str | None) -> VolumeSource:
         dataset = names[0]
     if dataset not in f:
         raise InputError(f"HDF5 file {str(path)!r} has no dataset {dataset!r}")
-    return _from_array(f[dataset], f"HDF5 {path}:{dataset}")
+    return _from_array(f[dataset], f"HDF5 {path}:{dataset}", _hdf5_voxel_size(f[dataset]))
+
+
+def _hdf5_voxel_size(dset) -> tuple[float, ...] | None:
+    """(z, y, x) micrometres from the dataset's ``voxel_size`` / ``element_size_um`` /
+    ``spacing`` attribute (one number or three), else None."""
+    for key in ("voxel_size", "element_size_um", "spacing"):
+        if key in dset.attrs:
+            value = np.atleast_1d(np.asarray(dset.attrs[key], float))
+            if value.size in (1, 3) and np.all(value > 0):
+                return tuple(float(v) for v in np.broadcast_to(value, 3))
+    return None
 
 
 def read_raw(path: Path, shape: Sequence[int] | None, dtype: str | None,
@@ -494,6 +537,8 @@ def read_vti(path: Path) -> VolumeSource:
         raise InputError(f"VTI {str(path)!r} has no ImageData point array")
     ext = [int(v) for v in image.get("WholeExtent", "").split()]
     dims = (ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1)
+    spacing = [float(v) for v in image.get("Spacing", "").split()]  # VTK x, y, z = our 0, 1, 2
+    voxel = tuple(spacing) if len(spacing) == 3 and min(spacing) > 0 else None
     dtype = np.dtype(_VTK_TYPES[array.get("type")]).newbyteorder(
         "<" if root.get("byte_order", "LittleEndian") == "LittleEndian" else ">")
     header = np.dtype(_VTK_TYPES[root.get("header_type", "UInt32")]).newbyteorder(dtype.byteorder)
@@ -509,7 +554,7 @@ def read_vti(path: Path) -> VolumeSource:
         payload, b64 = (array.text or "").strip().encode(), fmt == "binary"
         if fmt == "ascii":
             flat = np.array(payload.split(), dtype=dtype)
-            return _from_array(flat.reshape(dims[::-1]).transpose(2, 1, 0), f"VTI {path}")
+            return _from_array(flat.reshape(dims[::-1]).transpose(2, 1, 0), f"VTI {path}", voxel)
     else:
         raise InputError(f"VTI {str(path)!r}: unsupported data format {fmt!r}")
     flat = _decode_vtk_blocks(payload, b64, compressed, header, dtype)
@@ -517,7 +562,7 @@ def read_vti(path: Path) -> VolumeSource:
     if flat.size < n:
         raise InputError(f"VTI {str(path)!r} is truncated: {flat.size} of {n} values")
     vol = flat[:n].astype(dtype.newbyteorder("="), copy=False).reshape(dims[::-1]).transpose(2, 1, 0)
-    return _from_array(np.ascontiguousarray(vol), f"VTI {path}")
+    return _from_array(np.ascontiguousarray(vol), f"VTI {path}", voxel)
 
 
 _VTK_TYPES = {"Int8": "i1", "UInt8": "u1", "Int16": "i2", "UInt16": "u2", "Int32": "i4",

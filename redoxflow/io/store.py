@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -224,7 +223,9 @@ def ingest(
     store : path
         Output ``.zarr`` directory; refused if it exists unless ``overwrite=True``.
     voxel_size : float or (z, y, x), optional
-        Micrometres. Defaults to the size recorded in the source, else 1.0 (with a warning).
+        Micrometres. Defaults to the size recorded in the source (TIFF resolution with an
+        ImageJ unit or centimetres, HDF5 ``voxel_size``/``element_size_um`` attributes, VTI
+        ``Spacing``, OME-Zarr scale); refused when there is none (pass 1 to work in voxels).
     chunks : (z, y, x), optional
         Chunk shape; default whole planes and about ``config.io.chunk_mib`` MiB per chunk.
         Clamped to the volume shape.
@@ -266,10 +267,11 @@ def ingest(
     check_choice(kind, Kind, "kind")
     src = _as_source(source, reader_options)
     vsize = normalize_voxel_size(voxel_size) if voxel_size is not None else src.voxel_size
-    if vsize is None:
-        warnings.warn("voxel size unknown: assuming 1 micrometre; pass voxel_size=",
-                      stacklevel=2)
-        vsize = (1.0, 1.0, 1.0)
+    if vsize is None:  # every physical result would silently be in voxels
+        what = getattr(src, "description", "the series")
+        raise InputError(f"the voxel size of {what} is unknown (no TIFF, HDF5, "
+                         "VTI or OME metadata): pass voxel_size= (--voxel-size, or "
+                         "input.voxel_size in the config) in micrometres; 1 to work in voxels")
     if isinstance(source, (str, os.PathLike)) and Path(store).absolute() == Path(source).absolute():
         raise InputError("output store is the input itself: choose another output path")
     steps = src.steps if isinstance(src, SeriesSource) else [src]

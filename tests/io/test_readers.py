@@ -202,3 +202,28 @@ def test_series_with_different_shapes(vol, tmp_path):
     np.save(tmp_path / "t1.npy", vol[:, :5])
     with pytest.raises(InputError, match="all steps must match"):
         open_source([tmp_path / "t0.npy", tmp_path / "t1.npy"])
+
+
+def test_voxel_size_is_read_from_file_metadata_or_required(tmp_path):
+    """TIFF (ImageJ unit + spacing), HDF5 attributes and VTI Spacing give the voxel size;
+    without any, ingest refuses instead of assuming 1 micrometre."""
+    vol = np.arange(4 * 6 * 8, dtype=np.uint16).reshape(4, 6, 8)
+    tifffile.imwrite(tmp_path / "ij.tif", vol, imagej=True, resolution=(1 / 0.5, 1 / 0.25),
+                     metadata={"unit": "um", "spacing": 2.0})
+    with h5py.File(tmp_path / "scan.h5", "w") as f:
+        f["data"] = vol
+        f["data"].attrs["element_size_um"] = [3.0, 2.0, 1.0]
+    (tmp_path / "v.vti").write_text(
+        '<VTKFile type="ImageData"><ImageData WholeExtent="0 1 0 1 0 1" Spacing="4 5 6">'
+        '<Piece><PointData><DataArray type="UInt8" format="ascii">0 1 2 3 4 5 6 7</DataArray>'
+        '</PointData></Piece></ImageData></VTKFile>')
+    expected = {"ij.tif": (2.0, 0.25, 0.5), "scan.h5": (3.0, 2.0, 1.0), "v.vti": (4.0, 5.0, 6.0)}
+    for name, voxel in expected.items():
+        store = ingest(tmp_path / name, tmp_path / f"{name}.zarr", progress=False)
+        np.testing.assert_allclose(store.attrs["voxel_size"], voxel)
+    tifffile.imwrite(tmp_path / "plain.tif", vol, photometric="minisblack")
+    with pytest.raises(InputError, match="voxel size of .* is unknown.*1 to work in voxels"):
+        ingest(tmp_path / "plain.tif", tmp_path / "plain.zarr", progress=False)
+    assert not (tmp_path / "plain.zarr").exists()
+    store = ingest(tmp_path / "plain.tif", tmp_path / "plain.zarr", voxel_size=1, progress=False)
+    assert tuple(store.attrs["voxel_size"]) == (1.0, 1.0, 1.0)
