@@ -93,7 +93,8 @@ def main():
 @main.command()
 @click.argument("source", nargs=-1, required=True)
 @click.argument("store", type=click.Path(path_type=Path))
-@click.option("--voxel-size", help="Micrometres: one number or z,y,x.")
+@click.option("--voxel-size", help="Micrometres: one number or z,y,x (default: the file's "
+              "metadata; required when it has none, 1 to work in voxels).")
 @click.option("--chunks", help="Chunk shape z,y,x (clamped to the volume).")
 @click.option("--kind", type=click.Choice(["auto", "intensity", "classes", "labels"]),
               default="auto", show_default=True,
