@@ -234,6 +234,39 @@ def _ridge(r2, norms, need, neighbours, patterns, rel):  # pragma: no cover - co
     return keep
 
 
+@numba.njit(cache=True, nogil=True)
+def _ridge_flat(r2, need, offsets, patterns, keep):  # pragma: no cover - compiled
+    """Integer squared radii, padded by one voxel of zeros: flat neighbours, no bounds
+    checks, the containment bound read directly at the centre's squared radius."""
+    for i in range(r2.shape[0]):
+        v = r2[i]
+        if v <= 0:
+            continue
+        kept = True
+        for m in range(offsets.shape[0]):
+            w = r2[i + offsets[m]]
+            if w >= v and w > need[patterns[m], v]:
+                kept = False
+                break
+        keep[i] = kept
+
+
+def _ridge_integer(r2: np.ndarray) -> np.ndarray:
+    """:func:`ridge` for isotropic voxel units (integer squared radii)."""
+    r2max = int(r2.max(initial=0.0))
+    norms, need = containment_tables(float(r2max), (1.0, 1.0, 1.0))
+    # need at integer squared radius v: the bound of the norms below v
+    by_value = need[:, np.searchsorted(norms, np.arange(r2max + 1))]
+    # w > need <=> w > floor(need) for integer w; -1: no bound (the empty ball)
+    bound = np.where(np.isfinite(by_value), np.floor(by_value), -1).astype(np.int64)
+    padded = np.pad(r2.astype(np.int64), 1)
+    ny, nx = padded.shape[1:]
+    offsets = NEIGHBOURS @ np.array([ny * nx, nx, 1])
+    keep = np.zeros(padded.size, np.bool_)
+    _ridge_flat(padded.ravel(), bound, offsets, PATTERNS, keep)
+    return keep.reshape(padded.shape)[1:-1, 1:-1, 1:-1]
+
+
 def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Centres whose ball is not contained in a neighbour's ball of at least its radius.
 
@@ -259,6 +292,8 @@ def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     [False, True, False]
     """
     r2 = np.ascontiguousarray(r2, np.float64)
+    if tuple(map(float, spacing)) == (1.0, 1.0, 1.0) and np.all(r2 == np.round(r2)):
+        return _ridge_integer(r2)
     norms, need = containment_tables(float(r2.max(initial=0.0)), spacing)
     return _ridge(r2, norms, need, NEIGHBOURS, PATTERNS, 1.0 + 1e-12)
 
@@ -294,6 +329,48 @@ def _paint(cz, cy, cx, r2, origin, out, sz, sy, sx, widths):  # pragma: no cover
                 row = out[z, y]
                 for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
                     row[x] = max(row[x], val)
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint_rows(cz, cy, cx, r2, origin, out, row_ptr, rows):  # pragma: no cover
+    """:func:`_paint` for integer squared radii, from a table of each radius' rows."""
+    nz, ny, nx = out.shape
+    for i in range(cz.shape[0]):
+        v = int(r2[i])
+        val = np.float32(np.sqrt(r2[i]))
+        z0, y0, x0 = cz[i] - origin[0], cy[i] - origin[1], cx[i] - origin[2]
+        for k in range(row_ptr[v], row_ptr[v + 1]):
+            z = z0 + rows[k, 0]
+            y = y0 + rows[k, 1]
+            if z < 0 or z >= nz or y < 0 or y >= ny:
+                continue
+            w = rows[k, 2]
+            row = out[z, y]
+            for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
+                row[x] = max(row[x], val)
+
+
+def _row_table(values: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR table of the rows (dz, dy, half width) of the ball of each integer squared
+    radius in ``values``: ``rows[row_ptr[v]:row_ptr[v + 1]]``."""
+    vmax = int(values.max(initial=0))
+    reach = int(np.sqrt(vmax)) + 1
+    dz, dy = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1),
+                         indexing="ij")
+    dz, dy = dz.ravel(), dy.ravel()
+    d2 = dz * dz + dy * dy
+    counts = np.zeros(vmax + 2, np.int64)
+    parts = []
+    for v in np.unique(values).astype(np.int64):
+        sel = d2 < v
+        rem = v - d2[sel]
+        parts.append((v, np.stack([dz[sel], dy[sel], widths[rem]], axis=1)))
+        counts[v + 1] = sel.sum()
+    row_ptr = np.cumsum(counts)
+    rows = np.zeros((row_ptr[-1], 3), np.int64)
+    for v, r in parts:
+        rows[row_ptr[v]:row_ptr[v + 1]] = r
+    return row_ptr, rows
 
 
 def _widths(r2, spacing) -> np.ndarray:
@@ -342,8 +419,14 @@ def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray
     keep = ridge(r2, spacing) if centres is None else centres & (r2 > 0)
     cz, cy, cx = (np.asarray(c, np.int64) for c in np.nonzero(keep))
     out = np.zeros(tuple(shape) if shape is not None else r2.shape, np.float32)
-    _paint(cz, cy, cx, r2[keep], np.asarray(origin, np.int64), out, *map(float, spacing),
-           _widths(r2, spacing))
+    radii = r2[keep]
+    widths = _widths(r2, spacing)
+    if len(widths) and np.all(radii == np.round(radii)):
+        row_ptr, rows = _row_table(radii, widths)
+        _paint_rows(cz, cy, cx, radii, np.asarray(origin, np.int64), out, row_ptr, rows)
+        return out
+    _paint(cz, cy, cx, radii, np.asarray(origin, np.int64), out, *map(float, spacing),
+           widths)
     return out
 
 
