@@ -479,6 +479,8 @@ def _series_groups(shape, n_steps, speed, radius, rng, n_merges, n_splits, n_nuc
                        "reach": reach + 1.0})
     # trajectories: a common drift along x with a mild shear across z, and a small jitter
     placed = []
+    paths = np.zeros((len(groups), n_steps, 3))
+    reaches = np.zeros(len(groups))
     for g in groups:
         for _ in range(60):
             c0 = origin + rng.random(3) * span
@@ -491,10 +493,11 @@ def _series_groups(shape, n_steps, speed, radius, rng, n_merges, n_splits, n_nuc
             steps[1:, 2] = speed * shear
             steps[1:] += rng.normal(scale=0.15, size=(n_steps - 1, 3))
             path = c0 + np.cumsum(steps, axis=0)
-            ok = all(np.all(np.linalg.norm(path - q["path"], axis=1)
-                            >= g["reach"] + q["reach"] + 0.5) for q in placed)
-            if ok:
+            n = len(placed)
+            gaps = np.linalg.norm(paths[:n] - path, axis=2).min(axis=1) if n else np.zeros(0)
+            if np.all(gaps >= g["reach"] + reaches[:n] + 0.5):
                 g["path"] = path
+                paths[n], reaches[n] = path, g["reach"]
                 placed.append(g)
                 break
     return placed
