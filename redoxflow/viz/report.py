@@ -141,18 +141,21 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
             figure("tracks", "Bubble tracks", lambda: plots.tracks_plot(bubbles))
     if render_3d:
         sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles)
-    summary_frame = _summary_frame(summary)
-    body = [f"<h1>redoxflow report</h1><p>{html.escape(str(results.absolute()))}</p>",
-            "<h2>Summary</h2>", _table(summary_frame)]
+    sample = Path(str(tree.attrs.get("input", results.parent.name))).name or "array"
+    made = str(tree.attrs.get("history", "")).split(" ", 1)[0] or "unknown date"
+    body = [f"<h1>redoxflow report: {html.escape(sample)}</h1>",
+            f"<p>Analysed {html.escape(made)} with redoxflow "
+            f"{html.escape(str(tree.attrs.get('redoxflow_version', '')))}; results "
+            f"<code>{html.escape(str(results.absolute()))}</code></p>",
+            "<h2>Summary</h2>", _table(_summary_frame(summary))]
     if notes:
         body.append("<h2>Notes</h2><ul>" + "".join(
             f'<li class="note">{html.escape(n)}</li>' for n in notes) + "</ul>")
     body += ["<h2>Figures</h2>", *sections]
     if n_bubbles:
-        frame = bubble_frame(bubbles)
         body += [f"<h2>Bubbles kept in the cell ({n_bubbles}; click a header to sort)</h2>",
-                 _table(frame, sortable=True)]
-    prov = {k: v for k, v in tree.attrs.items() if k != "config"}
+                 _table(_bubble_table(bubbles), sortable=True)]
+    prov = {k: _decoded(v) for k, v in tree.attrs.items() if k != "config"}
     config = tree.attrs.get("config", "{}")
     body += ["<h2>Provenance</h2>", f"<pre>{html.escape(json.dumps(prov, indent=2, default=str))}</pre>",
              "<h2>Config</h2>",
@@ -164,18 +167,61 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
     return out
 
 
+#: summary rows by topic, in this order (others follow, by name)
+TOPICS = (("gas fraction", ("bubble_volume_fraction", "bubble_volume_fraction_positive",
+                            "bubble_volume_fraction_cell", "bubble_electrolyte_ratio",
+                            "bubble_volume", "bubble_volume_mm3", "bubble_voxels")),
+          ("counts", ("n_bubbles", "n_bubbles_cell", "n_components", "n_measured")),
+          ("membrane", ("membrane_blocked_fraction", "membrane_blocked_area",
+                        "membrane_facing_area", "membrane_blocked_voxels",
+                        "membrane_blocked_voxels_positive")))
+#: the bubble table's leading columns (the rest follow in the table's order)
+LEADING = ("half", "kept", "removed_by", "volume", "equivalent_diameter", "surface_area",
+           "sphericity", "solidity", "elongation", "flatness", "nearest_wall",
+           "nearest_wall_distance", "touches_membrane", "membrane_contact_area")
+
+
 def _summary_frame(summary):
+    """Topic, quantity, value, units and description, in a fixed order."""
     import pandas as pd
 
-    rows = {}
-    for k, v in summary.data_vars.items():
+    known = [n for _, names in TOPICS for n in names]
+    order = [(t, n) for t, names in TOPICS for n in names if n in summary.data_vars]
+    order += [("other", n) for n in sorted(summary.data_vars) if n not in known]
+    rows = []
+    for topic, name in order:
+        v = summary[name]
         vals = np.atleast_1d(v.values)
-        rows[k] = {"value": ", ".join(f"{x:.6g}" if isinstance(x, (float, np.floating)) else str(x)
-                                      for x in vals),
-                   "description": v.attrs.get("long_name", "")}
-    frame = pd.DataFrame.from_dict(rows, orient="index")
-    frame.index.name = "quantity"
-    return frame
+        rows.append({"topic": topic, "quantity": name,
+                     "value": ", ".join(f"{x:.6g}" if isinstance(x, (float, np.floating))
+                                        else str(x) for x in vals),
+                     "units": v.attrs.get("units", ""),
+                     "description": v.attrs.get("long_name", "")})
+    return pd.DataFrame(rows).set_index("topic")
+
+
+def _bubble_table(bubbles):
+    """The kept bubbles, leading columns first, units in the headers."""
+    frame = bubble_frame(bubbles)
+    first = [c for c in LEADING if c in frame.columns]
+    frame = frame[first + [c for c in frame.columns if c not in first]]
+    units = {}
+    for name, var in bubbles.data_vars.items():
+        unit = var.attrs.get("units", "")
+        if unit and unit != "1":
+            units.update({c: unit for c in frame.columns
+                          if c == name or c.startswith(f"{name}_")})
+    return frame.rename(columns={c: f"{c} ({u})" for c, u in units.items()})
+
+
+def _decoded(value):
+    """Attributes stored as JSON text, decoded (so the page does not encode them twice)."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bubbles: int):

@@ -172,3 +172,56 @@ def test_report_without_the_viz_extra_is_one_line_and_writes_nothing(tmp_path, m
     assert res.exit_code == 2
     assert "redoxflow[viz]" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "figures").exists() and not (tmp_path / "report.html").exists()
+
+
+def test_report_reads_like_a_document(analysed, tmp_path):
+    """Parsed as HTML: sample name and date in the title, a summary grouped by topic with a
+    units column in a fixed order, a bubble table with units in its headers and the shape
+    columns first, provenance decoded once."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.h1, self._cell, self._in_h1 = [], "", None, False
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr":
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self._cell = ""
+            self._in_h1 |= tag == "h1"
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.tables[-1][-1].append(self._cell)
+                self._cell = None
+            self._in_h1 &= tag != "h1"
+
+        def handle_data(self, data):
+            if self._cell is not None:
+                self._cell += data
+            if self._in_h1:
+                self.h1 += data
+
+    _, out, _ = analysed
+    page = viz.report(out / "results.zarr", tmp_path / "r.html", render_3d=False).read_text()
+    parsed = Tables()
+    parsed.feed(page)
+    assert "classes.zarr" in parsed.h1
+    assert "Analysed 20" in page  # the ISO date of the analysis
+    summary, bubbles = parsed.tables[0], parsed.tables[1]
+    assert summary[0] == ["topic", "quantity", "value", "units", "description"]
+    topics = [row[0] for row in summary[1:]]
+    assert topics == sorted(topics, key=["gas fraction", "counts", "membrane", "other"].index)
+    units = {row[1]: row[3] for row in summary[1:]}
+    assert units["bubble_volume"] == "micrometer^3" and units["n_bubbles"] == "1"
+    head = bubbles[0]
+    assert head[1] == "half"
+    assert "volume (micrometer^3)" in head and "surface_area (micrometer^2)" in head
+    assert head.index("volume (micrometer^3)") < head.index("centroid_z (micrometer)")
+    import html
+
+    assert '"timings_s": {' in html.unescape(page)  # a JSON object, not JSON in a string
