@@ -226,3 +226,15 @@ def test_foam_series_successor_and_mirrored_control(shared_data):
     mirrored = np.ascontiguousarray(labels[0][::-1, ::-1, ::-1])  # an unrelated foam
     control = track([labels[0], mirrored], spacing=2.75)
     assert len(np.unique(control["source"].values)) <= 0.1 * n[0]
+
+
+def test_track_table_feeds_the_tracks_plot():
+    from redoxflow.analysis.tracking import track_table
+
+    s = make_phantom_series((24, 32, 48), n_steps=3, seed=0)
+    ds = track(s.labels)
+    tab = track_table(ds)
+    assert tab.sizes["bubble"] == sum(len(i) for i in s.identity)
+    assert tab["centroid"].shape == (tab.sizes["bubble"], 3)
+    np.testing.assert_array_equal(tab["track"].values[tab["time"].values == 2],
+                                  ds["track_2"].values)

@@ -691,3 +691,50 @@ def track(
                      "gap_closing": int(gap_closing), "merges_splits": int(merges_splits),
                      "drift_correction": int(drift_correction)})
     return ds
+
+
+def track_table(ds):
+    """The per-step bubbles of :func:`track`'s output as one table (dim ``bubble``).
+
+    The shape of the bubble table of a 4D analysis, so
+    :func:`redoxflow.viz.plots.tracks_plot` draws it directly.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        What :func:`track` returns.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``time``, ``label``, ``track``, ``volume`` (micrometre^3) and ``centroid``
+        (bubble, axis; micrometres), one row per bubble and step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> steps = np.zeros((2, 1, 4, 4), np.uint32)
+    >>> steps[0, 0, :2, :2] = 1
+    >>> steps[1, 0, 1:3, :2] = 1; steps[1, 0, 3, 3] = 2
+    >>> tab = track_table(track(steps))
+    >>> tab["time"].values.tolist(), tab["track"].values.tolist()
+    ([0, 1, 1], [1, 1, 2])
+    """
+    import xarray as xr
+
+    n_steps = int(ds.sizes.get("step", 0))
+    cat = {k: np.concatenate([np.asarray(ds[f"{k}_{t}"].values) for t in range(n_steps)])
+           for k in ("label", "track", "volume")} if n_steps else {}
+    times = np.concatenate([np.full(ds.sizes.get(f"bubble_{t}", 0), t, np.int64)
+                            for t in range(n_steps)]) if n_steps else np.zeros(0, np.int64)
+    centroid = np.concatenate([ds[f"centroid_{t}"].values.reshape(-1, 3)
+                               for t in range(n_steps)]) if n_steps else np.zeros((0, 3))
+    return xr.Dataset({
+        "time": ("bubble", times, {"long_name": "time step"}),
+        "label": ("bubble", cat.get("label", np.zeros(0, np.int64)),
+                  {"long_name": "label id in its step"}),
+        "track": ("bubble", cat.get("track", np.zeros(0, np.int64)),
+                  {"long_name": "track id"}),
+        "volume": ("bubble", cat.get("volume", np.zeros(0)), {"units": "micrometer^3"}),
+        "centroid": (("bubble", "axis"), centroid, {"units": "micrometer"})},
+        coords={"axis": ["z", "y", "x"]})
