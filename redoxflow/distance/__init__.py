@@ -8,8 +8,8 @@ All are exact (the same values as ``scipy.ndimage.distance_transform_edt`` up to
 rounding) for any chunking and anisotropic voxels, and linear in the number of voxels.
 
 How: the z pass of the separable transform needs, per (y, x) column, only the nearest
-feature above and below a slab (:func:`~.kernels.column_extents`, reduced in a short chain
-of small maps); each slab then finishes the y and x passes on its own planes.
+feature above and below a slab (:func:`~.kernels.column_extents`, one pass over the features
+when the transform is set up); each slab then finishes the y and x passes on its own planes.
 """
 
 from __future__ import annotations
@@ -43,38 +43,38 @@ def plane_slabs(x, slab_voxels: int = SLAB_VOXELS):
 
 
 def _neighbours(extents: list) -> tuple[list, list]:
-    """Per slab, the nearest feature z before it and after it, per column (delayed maps)."""
+    """Per slab, the nearest feature z before it and after it, per column."""
     n = len(extents)
     below, above = [None] * n, [None] * n
-    carry = None
+    carry = np.full(extents[0][0].shape, NONE_BELOW, np.int32) if n else None
     for b in range(n):
-        below[b] = carry if carry is not None else dask.delayed(_none)(extents[b], NONE_BELOW)
-        carry = dask.delayed(np.maximum)(below[b], extents[b][1])
-    carry = None
+        below[b] = carry
+        carry = np.maximum(carry, extents[b][1])
+    carry = np.full(extents[0][0].shape, NONE_ABOVE, np.int32) if n else None
     for b in range(n - 1, -1, -1):
-        above[b] = carry if carry is not None else dask.delayed(_none)(extents[b], NONE_ABOVE)
-        carry = dask.delayed(np.minimum)(above[b], extents[b][0])
+        above[b] = carry
+        carry = np.minimum(carry, extents[b][0])
     return below, above
 
 
-def _none(extent, value) -> np.ndarray:
-    return np.full(extent[0].shape, value, np.int32)
-
-
 def _slab_tasks(features: list, spacing) -> tuple[list, list, list]:
-    """Delayed blocks, z origins and (below, above) maps of each feature mask's slabs."""
+    """Delayed blocks, z origins and (below, above) maps of each feature mask's slabs.
+
+    The maps come from a pass of their own (computed here): were they part of the slab
+    tasks' graph, every mask block would stay in memory until the last slab is done.
+    """
     starts = np.concatenate([[0], np.cumsum(features[0].chunks[0])[:-1]]).astype(int)
-    blocks = [f.to_delayed().ravel() for f in features]
-    neighbours = []
-    for fb in blocks:
-        extents = [dask.delayed(column_extents, nout=2)(b, int(z0)) for b, z0 in zip(fb, starts)]
-        neighbours.append(_neighbours(extents))
-    return blocks, list(starts), neighbours
+    extents = [[dask.delayed(column_extents, nout=2)(b, int(z0))
+                for b, z0 in zip(f.to_delayed().ravel(), starts)] for f in features]
+    (extents,) = dask.compute(extents)
+    neighbours = [_neighbours(e) for e in extents]
+    return [f.to_delayed().ravel() for f in features], list(starts), neighbours
 
 
 def distance_to(features: Any, *, spacing: Any = None, squared: bool = False,
                 slab_voxels: int = SLAB_VOXELS):
-    """Exact Euclidean distance of every voxel to the nearest feature voxel (lazy).
+    """Exact Euclidean distance of every voxel to the nearest feature voxel (lazy: only the
+    columns' feature extents are computed when called, one pass over ``features``).
 
     Parameters
     ----------
