@@ -8,6 +8,7 @@ complete), so a rerun after a crash resumes where it stopped.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Run:
     progress: bool = True
     phantom: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # what became of each stage
 
     @property
     def synthetic(self) -> bool:
@@ -183,11 +185,22 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
     if run.synthetic:
         run.phantom = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
                                    voxel_size=cfg.input.voxel_size or 10.0)
-    for stage in stages:
+    for i, stage in enumerate(stages, 1):
         t0 = time.perf_counter()
-        if stage.when(run) and not run.path(stage.artifact(run)).exists():
+        step = f"[{i}/{len(stages)}] {stage.name}"
+        if not stage.when(run):
+            run.stages[stage.name] = "not needed"
+        elif run.path(stage.artifact(run)).exists():
+            run.stages[stage.name] = f"skipped: {stage.artifact(run)} is complete"
+        else:
+            if progress:
+                print(f"{step} ...", file=sys.stderr, flush=True)
             stage.run(run)
+            run.stages[stage.name] = "done"
         run.timings[stage.name] = time.perf_counter() - t0
+        if progress:
+            print(f"{step}: {run.stages[stage.name]} ({run.timings[stage.name]:.1f} s)",
+                  file=sys.stderr, flush=True)
     summary = _summary(run)
     with atomic_file(run.path("summary.json")) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
@@ -217,6 +230,7 @@ def _summary(run: Run) -> dict[str, Any]:
         "membrane_blocked_fraction": float(summary["membrane_blocked_fraction"]),
         "segmentation_f1": json.loads(scores_path.read_text()) if scores_path.exists() else None,
         "timings_s": {k: round(v, 3) for k, v in run.timings.items()},
+        "stages": dict(run.stages),
     }
 
 

@@ -75,9 +75,16 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert (out / "bubble_labels.zarr").exists() and (out / "bubbles.csv").exists()
     _one_count_per_quantity(out, res.output, summary)
     # a second run finds every artifact complete and gives the same summary
+    assert "[4/5] analyze: done" in res.output  # one named line per stage
     res = run("demo", "--output", out, "--shape", "32,64,64", "--workers", "2")
     assert res.exit_code == 0
-    assert json.loads((out / "summary.json").read_text())["n_bubbles"] == summary["n_bubbles"]
+    again = json.loads((out / "summary.json").read_text())
+    assert again["n_bubbles"] == summary["n_bubbles"]
+    assert "analyze: skipped: results.zarr is complete" in res.output  # says why
+    assert set(again["stages"].values()) <= {"not needed"} | {
+        f"skipped: {name} is complete" for name in ("raw.zarr", "classes.zarr",
+                                                     "segmentation_scores.json", "results.zarr",
+                                                     "report.html")}
 
 
 def _one_count_per_quantity(out, stdout, summary):
