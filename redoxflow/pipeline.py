@@ -29,7 +29,7 @@ from .viz import report
 
 ARTIFACTS = ("raw.zarr", "classes.zarr", "bubble_labels.zarr", "bubbles.nc", "bubbles.csv",
              "results.zarr", "segmentation_scores.json", "report.html", "figures",
-             "summary.json", ".scratch")
+             "summary.json")
 
 
 # the counts of a run, each named as in results.zarr/summary (whose long_name says what

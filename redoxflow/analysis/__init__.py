@@ -20,7 +20,7 @@ from ..common.atomic import is_store
 from ..common.options import Compat, NegativeSide, check_choice
 from ..common.tables import bubble_frame
 from ..config import Config
-from ..errors import StoreExistsError
+from ..errors import InputError, StoreExistsError
 from .cf import finish, history_line
 from .masks import class_volume, halfcell_map
 from .results import scratch_dir, write_results
@@ -94,6 +94,7 @@ def analyze(
     compat, negative_side = _resolve(cfg, compat, negative_side)
     _refuse_existing(out, overwrite, netcdf, csv, table)
     arr, sp, description = class_volume(classes, spacing)
+    _refuse_input_among_outputs(description, out)
     scratch = scratch_dir(out)
     work = Path(scratch.name) if isinstance(scratch, tempfile.TemporaryDirectory) else scratch
     try:
@@ -112,7 +113,7 @@ def analyze(
         finish(tree, compat=bool(compat))
         if out is not None:
             write_results(tree, out, overwrite=overwrite, netcdf=netcdf, csv=csv,
-                          table=table)
+                          table=table, labels=work / "labels.zarr")
     finally:  # nothing half-made is left beside the results, whatever happened
         if isinstance(scratch, tempfile.TemporaryDirectory):
             scratch.cleanup()
@@ -142,6 +143,17 @@ def _as_run(cfg: Config, compat, negative_side, source: str, out) -> Config:
                    input=replace(cfg.input, source=source, kind="classes"),
                    output=replace(cfg.output, directory=str(out)) if out is not None
                    else cfg.output)
+
+
+def _refuse_input_among_outputs(source: str, out) -> None:
+    """The input must not be one of the stores the analysis writes (it would be replaced)."""
+    if out is None or source == "array":
+        return
+    src = Path(source).absolute()
+    for name in ("results.zarr", "bubble_labels.zarr"):
+        if src == (Path(out) / name).absolute():
+            raise InputError(f"the input {source} is the analysis output {name}: choose "
+                             "another output directory")
 
 
 def _refuse_existing(out, overwrite: bool, netcdf: bool, csv: bool, table: bool) -> None:

@@ -13,7 +13,8 @@ from ..errors import StoreExistsError
 
 
 def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
-                  netcdf: bool = False, csv: bool = False, table: bool = False) -> Path:
+                  netcdf: bool = False, csv: bool = False, table: bool = False,
+                  labels: str | os.PathLike | None = None) -> Path:
     """Write ``results.zarr`` (and optionally ``results.nc``, ``bubbles.csv``,
     ``bubbles.nc``) atomically.
 
@@ -33,6 +34,8 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         Replace existing results.
     netcdf, csv, table : bool
         Also write ``results.nc`` / ``bubbles.csv`` / ``bubbles.nc``.
+    labels : path, optional
+        The analysis' label store (in its scratch folder), moved to ``bubble_labels.zarr``.
 
     Returns
     -------
@@ -49,8 +52,7 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    labels = out / ".scratch" / "labels.zarr"
-    if labels.exists():  # the analysis labels (ids of the bubble table), kept for pictures
+    if labels is not None and Path(labels).exists():  # the analysis labels (ids of the bubble table), kept for pictures
         target = out / "bubble_labels.zarr"
         if target.exists():
             if not overwrite:
@@ -94,8 +96,13 @@ def _vlen_strings(ds):
     return ds.assign({k: fix(v) for k, v in ds.data_vars.items()})
 
 
+SCRATCH_PREFIX = ".redoxflow-scratch-"
+
+
 def scratch_dir(out: str | os.PathLike | None) -> tempfile.TemporaryDirectory | Path:
-    """Where the intermediate label store goes: ``OUT/.scratch`` or a temporary directory.
+    """Where the intermediate label store goes: a new folder of this run's own in ``OUT``
+    (``OUT/.redoxflow-scratch-XXXX``, never a user's folder nor another run's), or a
+    temporary directory.
 
     Parameters
     ----------
@@ -105,19 +112,20 @@ def scratch_dir(out: str | os.PathLike | None) -> tempfile.TemporaryDirectory | 
     Returns
     -------
     tempfile.TemporaryDirectory or pathlib.Path
-        A temporary directory (the caller cleans it up) when ``out`` is None, else
-        ``out/.scratch`` (created).
+        A temporary directory (the caller cleans it up) when ``out`` is None, else the new
+        folder (the caller removes it).
 
     Examples
     --------
     >>> import tempfile
-    >>> scratch_dir(tempfile.mkdtemp()).name
-    '.scratch'
+    >>> folder = tempfile.mkdtemp()
+    >>> a, b = scratch_dir(folder), scratch_dir(folder)
+    >>> a != b and a.name.startswith(SCRATCH_PREFIX)
+    True
     >>> tmp = scratch_dir(None)
     >>> tmp.cleanup()
     """
     if out is None:
         return tempfile.TemporaryDirectory(prefix="redoxflow-")
-    path = Path(out) / ".scratch"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=out))

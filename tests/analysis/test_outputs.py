@@ -1,4 +1,5 @@
-"""CF attributes of the written results, read back by xarray (h5netcdf) from the NetCDF files."""
+"""What the analysis writes: CF attributes read back from NetCDF, the recorded config, and
+never touching what is not ours."""
 
 from __future__ import annotations
 
@@ -74,3 +75,23 @@ def test_the_recorded_config_is_the_runs(tmp_path):
     assert recorded["input"]["source"].endswith("c.zarr") and recorded["input"]["kind"] == "classes"
     assert recorded["analyze"]["negative_side"] == "low"
     assert recorded["output"]["directory"] == str(tmp_path / "out")
+
+
+def test_analyze_never_touches_a_users_folders(tmp_path):
+    """Issue 18: a user's OUT/.scratch survives, two runs into one OUT do not share scratch
+    space, and the input is never one of the outputs."""
+    from redoxflow.errors import InputError
+
+    phantom = rf.make_phantom((16, 48, 48), seed=2, n_bubbles=4)
+    out = tmp_path / "out"
+    (out / ".scratch").mkdir(parents=True)
+    (out / ".scratch" / "notes.txt").write_text("mine")
+    rf.analyze(phantom.classes, negative_side="high", out=out)
+    assert (out / ".scratch" / "notes.txt").read_text() == "mine"
+    assert not [p for p in out.iterdir() if p.name.startswith(".redoxflow-scratch")]
+    rf.ingest(phantom.classes, out / "bubble_labels.zarr", kind="classes", voxel_size=1.0,
+              progress=False, overwrite=True)
+    with pytest.raises(InputError, match="is the analysis output bubble_labels.zarr"):
+        rf.analyze(str(out / "bubble_labels.zarr"), negative_side="high", out=out,
+                   overwrite=True)
+    assert (out / "bubble_labels.zarr").exists()
