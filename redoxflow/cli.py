@@ -23,7 +23,7 @@ from .io import ingest as do_ingest
 from .io import open_volume
 from .labeling import label
 from .measure import regionprops
-from .pipeline import run_pipeline
+from .pipeline import clear_outputs, run_pipeline
 from .segment import evaluate, format_scores, segment, train
 from .segment.builtin import phantom_pairs
 from .segment.training import read_volumes
@@ -204,14 +204,9 @@ def _run(cfg, dry_run: bool = False) -> None:
 @user_errors
 def demo(output, shape, seed, overwrite, cluster, workers, profile):
     """Run the pipeline on the built-in synthetic VRFB cell on a local dask cluster."""
-    import shutil
-
-
     out = Path(output)
-    if out.exists() and overwrite:
-        if not (out / "summary.json").exists() and any(out.iterdir()):
-            raise RedoxflowError(f"{out} is not a redoxflow results folder: refusing to clear it")
-        shutil.rmtree(out)
+    if overwrite:  # only what a previous run wrote goes; anything else in the folder stays
+        clear_outputs(out)
     cfg = load_config(None, {"output.directory": str(out), "input.source": "synthetic",
                              "input.shape": list(_ints(shape)), "input.seed": seed,
                              "cluster.cluster": cluster, "cluster.workers": workers,
@@ -316,11 +311,13 @@ def analyze(classes, out, negative_side, compat, voxel_size, split_touching, net
 @click.option("--orbit-frames", default=0, show_default=True,
               help="Also write an orbit GIF of the cell with this many frames.")
 @click.option("--no-3d", is_flag=True, help="Skip the pyvista scenes (plots only).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report and its figures.")
 @user_errors
-def report(results, out, orbit_frames, no_3d):
+def report(results, out, orbit_frames, no_3d, overwrite):
     """Write a self-contained HTML report (and PNGs) of RESULTS.zarr."""
 
-    path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames)
+    path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames,
+                       overwrite=overwrite)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
 
 
@@ -419,8 +416,9 @@ def train_cmd(images, masks, synthetic, out, architecture, classes, binary, cont
               help="Class names, comma separated, in id order.")
 @click.option("--binary", is_flag=True, help="Compare foreground (> 0) against background.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the scores as NetCDF.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @user_errors
-def evaluate_cmd(prediction, truth, classes, binary, out):
+def evaluate_cmd(prediction, truth, classes, binary, out, overwrite):
     """Per-class precision, recall, F1 and IoU of PREDICTION against TRUTH (stores or images)."""
 
     pred, true = (v if _is_zarr(v) else read_volumes(str(v), "volume")[0]
@@ -431,7 +429,7 @@ def evaluate_cmd(prediction, truth, classes, binary, out):
     ds = evaluate(pred, true, classes=names)
     click.echo(format_scores(ds))
     if out is not None:
-        with atomic_file(out) as tmp:
+        with atomic_file(out, overwrite=overwrite) as tmp:
             ds.to_netcdf(tmp)
         click.echo(f"wrote {out}")
 

@@ -234,6 +234,49 @@ def _summary(run: Run) -> dict[str, Any]:
     }
 
 
+def clear_outputs(out: Path) -> list[str]:
+    """Remove what a previous run wrote in ``out`` (its artifacts, report figures, scratch
+    and partial stores) and nothing else; a store name holding something that is not a
+    store is refused. Returns the names removed.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (out / "summary.json").write_text("{}"); _ = (out / "scan.raw").write_text("x")
+    >>> clear_outputs(out), sorted(p.name for p in out.iterdir())
+    (['summary.json'], ['scan.raw'])
+    """
+    import shutil
+
+    from .common.atomic import is_store
+    from .viz.report import FIGURES
+
+    if not out.is_dir():
+        return []
+    ours = [out / n for n in ARTIFACTS if n != "figures"]
+    ours += [out / f".{n}.partial" for n in ARTIFACTS]
+    ours += [out / "figures" / n for n in FIGURES]
+    ours += sorted(out.glob(".redoxflow-scratch-*"))
+    for path in ours:
+        if path.suffix == ".zarr" and path.exists() and not is_store(path):
+            raise InputError(f"{path} is not a Zarr store: refusing to clear {out}; choose "
+                             "another output folder")
+    removed = []
+    for path in ours:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path.relative_to(out)))
+    figures = out / "figures"
+    if figures.is_dir() and not any(figures.iterdir()):
+        figures.rmdir()
+    return removed
+
+
 def check_paths(cfg: Config) -> Path:
     """The output folder, after refusing layouts that could overwrite user data.
 

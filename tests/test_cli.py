@@ -143,3 +143,26 @@ def test_help_lists_commands_in_pipeline_order_and_every_option_is_explained():
     bare = [f"{name} --{p.name}" for name, cmd in main.commands.items() for p in cmd.params
             if isinstance(p, click.Option) and not p.help and p.name != "help"]
     assert not bare, bare
+
+
+def test_demo_overwrite_clears_only_its_own_outputs(tmp_path):
+    """Issue 18: `demo --overwrite` removed any folder holding a summary.json."""
+    from redoxflow.pipeline import clear_outputs
+
+    p = tmp_path / "p"
+    (p / "data").mkdir(parents=True)
+    (p / "summary.json").write_text("{}")
+    (p / "data" / "scan.raw").write_text("x")
+    (p / "raw.zarr").mkdir()
+    (p / "raw.zarr" / "mine.txt").write_text("not a store")
+    res = run("demo", "--output", p, "--overwrite", "--shape", "16,32,32")
+    assert res.exit_code == 2 and "not a Zarr store" in res.output
+    assert (p / "raw.zarr" / "mine.txt").exists() and (p / "summary.json").exists()
+    (p / "raw.zarr" / "mine.txt").unlink()
+    (p / "raw.zarr").rmdir()
+    (p / "figures").mkdir()
+    (p / "figures" / "density.png").write_bytes(b"png")
+    (p / "figures" / "my_plot.png").write_bytes(b"mine")
+    assert sorted(clear_outputs(p)) == ["figures/density.png", "summary.json"]
+    assert (p / "data" / "scan.raw").read_text() == "x"
+    assert (p / "figures" / "my_plot.png").exists()

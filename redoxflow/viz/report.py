@@ -12,7 +12,7 @@ import numpy as np
 
 from ..common.atomic import atomic_file
 from ..common.tables import bubble_frame
-from ..errors import InputError, require
+from ..errors import InputError, StoreExistsError, require
 from . import plots, scene
 
 SORT_JS = """<script>
@@ -29,6 +29,11 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 STYLE = """<style>body{font-family:sans-serif;margin:2em;max-width:1300px}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}
 th{cursor:pointer;background:#eee}img{max-width:100%}.note{color:#a33}</style>"""
+
+
+#: every file the report may write under figures/
+FIGURES = ("density.png", "histograms.png", "orientation.png", "time_series.png", "tracks.png",
+           "cell.png", "cell_orbit.gif", "sphericity.png", "blockage.png")
 
 
 def _table(frame, sortable=False) -> str:
@@ -54,7 +59,8 @@ def _embed(path: Path) -> str:
 
 
 def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
-           render_3d: bool = True, orbit_frames: int = 0, progress: bool = False) -> Path:
+           render_3d: bool = True, orbit_frames: int = 0, progress: bool = False,
+           overwrite: bool = False) -> Path:
     """Write ``report.html`` next to ``results.zarr`` (or at ``out``) and its PNGs under
     ``figures/`` beside it.
 
@@ -75,6 +81,8 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         Also add an orbit GIF of the cell with this many frames (0: none).
     progress : bool
         Not used (no step of the report reports progress).
+    overwrite : bool
+        Replace an existing page (and its figures); refused otherwise, before any work.
 
     Returns
     -------
@@ -110,6 +118,9 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         raise InputError(f"{results} is not an analysis result (no summary group)")
     folder = results.parent
     out = Path(out) if out else folder / "report.html"
+    if out.exists() and not overwrite:
+        raise StoreExistsError(f"{out} exists: pass overwrite=True (--overwrite) or choose "
+                               "another --out")
     figs = out.parent / "figures"  # next to the page, whose <img> links point there
     figs.mkdir(parents=True, exist_ok=True)
     sections, notes = [], []
@@ -162,7 +173,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
              f"<pre>{html.escape(json.dumps(json.loads(config), indent=2))}</pre>"]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>redoxflow report</title>" \
            f"{STYLE}</head><body>{''.join(body)}{SORT_JS}</body></html>"
-    with atomic_file(out) as part:
+    with atomic_file(out, overwrite=overwrite) as part:
         part.write_text(page)
     return out
 

@@ -29,6 +29,9 @@ def test_segment_then_evaluate_a_store(tmp_path, phantom, tiny_checkpoint):
     import xarray as xr
 
     assert xr.load_dataset(tmp_path / "scores.nc")["f1"].sizes["class"] == 4
+    res = run("evaluate", tmp_path / "seg.zarr", tmp_path / "truth.zarr", "--out",
+              tmp_path / "scores.nc")
+    assert res.exit_code == 2 and "--overwrite" in res.output  # never replaced silently
     res = run("segment", tmp_path / "raw.zarr", tmp_path / "seg.zarr", "--model", tiny_checkpoint)
     assert res.exit_code == 2 and "--overwrite" in res.output
     res = run("segment", tmp_path / "raw.zarr", tmp_path / "x.zarr", "--model", "nope.pt")

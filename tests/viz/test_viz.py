@@ -151,6 +151,12 @@ def test_cli_report(analysed):
                                     "--out", str(out / "r2.html")])
     assert res.exit_code == 0, res.output
     assert (out / "r2.html").exists()
+    again = CliRunner().invoke(main, ["report", str(out / "results.zarr"), "--no-3d",
+                                      "--out", str(out / "r2.html")])
+    assert again.exit_code == 2 and "--overwrite" in again.output  # never replaced silently
+    forced = CliRunner().invoke(main, ["report", str(out / "results.zarr"), "--no-3d",
+                                       "--out", str(out / "r2.html"), "--overwrite"])
+    assert forced.exit_code == 0, forced.output
     bad = CliRunner().invoke(main, ["report", str(out / "missing.zarr")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
 
