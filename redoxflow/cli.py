@@ -218,13 +218,16 @@ def demo(output, shape, seed, overwrite, cluster, workers, profile):
 @main.command()
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path())
 @click.option("--dry-run", is_flag=True, help="Print the resolved config or the job script.")
+@click.option("--overwrite", is_flag=True,
+              help="Start again: remove what a previous run wrote (output.overwrite).")
 @_cluster_options
 @user_errors
-def run(config_path, dry_run, cluster, workers, profile):
+def run(config_path, dry_run, cluster, workers, profile, overwrite):
     """Run the stages configured in CONFIG.yaml (skipping outputs that are complete)."""
 
     cfg = load_config(config_path, {"cluster.cluster": cluster, "cluster.workers": workers,
-                                    "cluster.profile": profile})
+                                    "cluster.profile": profile,
+                                    "output.overwrite": overwrite or None})
     prof = cfg.cluster.profile
     if prof and not Path(prof).exists():  # a profile named relative to the repo / config
         for base in (Path(config_path).parent, Path(config_path).parent.parent):

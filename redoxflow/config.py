@@ -265,8 +265,9 @@ class OutputConfig:
     directory : str
         Output folder of the pipeline's stores, results and report.
     overwrite : bool
-        Not read yet: ``run`` skips every stage whose output exists and replaces only its
-        own unfinished outputs.
+        Start again: remove what a previous run wrote in ``directory`` (nothing else).
+        Without it, ``run`` skips every stage whose output is complete, and refuses a
+        folder holding the results of another configuration (``run.json``).
     report : bool
         Write ``report.html``.
     orbit_frames : int

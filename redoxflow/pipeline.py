@@ -29,7 +29,7 @@ from .viz import report
 
 ARTIFACTS = ("raw.zarr", "classes.zarr", "bubble_labels.zarr", "bubbles.nc", "bubbles.csv",
              "results.zarr", "segmentation_scores.json", "report.html", "figures",
-             "summary.json")
+             "summary.json", "run.json")
 
 
 # the counts of a run, each named as in results.zarr/summary (whose long_name says what
@@ -181,7 +181,10 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
     >>> summary = run_pipeline(cfg, progress=False)  # doctest: +SKIP
     """
     run = Run(cfg, check_paths(cfg), progress)
+    if cfg.output.overwrite:
+        clear_outputs(run.out)
     run.out.mkdir(parents=True, exist_ok=True)
+    _check_same_run(run)
     if run.synthetic:
         run.phantom = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
                                    voxel_size=cfg.input.voxel_size or 10.0)
@@ -232,6 +235,29 @@ def _summary(run: Run) -> dict[str, Any]:
         "timings_s": {k: round(v, 3) for k, v in run.timings.items()},
         "stages": dict(run.stages),
     }
+
+
+#: the config sections whose values decide what the stages write
+RESULT_SECTIONS = ("input", "segment", "label", "analyze")
+
+
+def _check_same_run(run: Run) -> None:
+    """Refuse to reuse the finished stages of another configuration; record this one's."""
+    mine = {k: v for k, v in run.cfg.to_dict().items() if k in RESULT_SECTIONS}
+    record = run.path("run.json")
+    if record.exists():
+        theirs = json.loads(record.read_text())
+        changed = sorted(f"{section}.{key}" for section in RESULT_SECTIONS
+                         for key in set(mine.get(section, {})) | set(theirs.get(section, {}))
+                         if mine.get(section, {}).get(key) != theirs.get(section, {}).get(key))
+        if changed:
+            raise InputError(f"{run.out} holds the results of another configuration "
+                             f"({', '.join(changed[:4])} changed): pass --overwrite "
+                             "(output.overwrite: true) to start again, or choose another "
+                             "output.directory")
+        return
+    with atomic_file(record) as tmp:
+        tmp.write_text(json.dumps(mine, indent=2, default=str))
 
 
 def clear_outputs(out: Path) -> list[str]:

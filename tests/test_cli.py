@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from redoxflow.cli import main
@@ -166,3 +167,33 @@ def test_demo_overwrite_clears_only_its_own_outputs(tmp_path):
     assert sorted(clear_outputs(p)) == ["figures/density.png", "summary.json"]
     assert (p / "data" / "scan.raw").read_text() == "x"
     assert (p / "figures" / "my_plot.png").exists()
+
+
+def test_run_refuses_the_results_of_another_configuration(tmp_path):
+    """Issue 18: a changed input or option no longer reuses finished stages silently;
+    output.overwrite (run --overwrite) starts again."""
+    import yaml
+
+    from redoxflow.config import load_config
+    from redoxflow.errors import InputError
+    from redoxflow.pipeline import Run, _check_same_run
+
+    out = tmp_path / "out"
+    out.mkdir()
+    first = load_config(None, {"output.directory": str(out), "analyze.negative_side": "high"},
+                        environ={})
+    _check_same_run(Run(first, out))
+    assert json.loads((out / "run.json").read_text())["analyze"]["negative_side"] == "high"
+    _check_same_run(Run(first, out))  # the same configuration resumes
+    other = load_config(None, {"output.directory": str(out), "analyze.negative_side": "low"},
+                        environ={})
+    with pytest.raises(InputError, match="analyze.negative_side changed.*--overwrite"):
+        _check_same_run(Run(other, out))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "output": {"directory": str(out)}, "analyze": {"negative_side": "low"},
+        "input": {"shape": [16, 32, 32]}, "segment": {"model": "skip"}}))
+    res = run("run", tmp_path / "c.yaml", "--workers", "1")
+    assert res.exit_code == 2 and "another configuration" in res.output
+    res = run("run", tmp_path / "c.yaml", "--workers", "1", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "run.json").read_text())["analyze"]["negative_side"] == "low"
