@@ -535,8 +535,14 @@ def read_vti(path: Path) -> VolumeSource:
     array = root.find(".//PointData/DataArray")
     if image is None or array is None:
         raise InputError(f"VTI {str(path)!r} has no ImageData point array")
-    ext = [int(v) for v in image.get("WholeExtent", "").split()]
-    dims = (ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1)
+    try:
+        ext = [int(v) for v in image.get("WholeExtent", "").split()]
+        dims = (ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1)
+    except (ValueError, IndexError):
+        ext, dims = [], (0, 0, 0)
+    if min(dims) < 1:
+        raise InputError(f"VTI {str(path)!r} has WholeExtent {image.get('WholeExtent')!r}: "
+                         "expected six integers x0 x1 y0 y1 z0 z1 with x1 >= x0 etc.")
     spacing = [float(v) for v in image.get("Spacing", "").split()]  # VTK x, y, z = our 0, 1, 2
     voxel = tuple(spacing) if len(spacing) == 3 and min(spacing) > 0 else None
     dtype = np.dtype(_VTK_TYPES[array.get("type")]).newbyteorder(

@@ -216,6 +216,9 @@ def regionprops(
     arr = vol.data
     if np.dtype(arr.dtype).kind not in "iu":
         raise InputError(f"labels have dtype {arr.dtype}: label a mask first with redoxflow.label")
+    if np.dtype(arr.dtype).kind == "i" and bool(arr.min() < 0):
+        raise InputError(f"labels hold negative values (min {int(arr.min())}): ids must be 0 "
+                         "(background) or positive; relabel them first")
     shape_props = props & set(SHAPE_PROPERTIES)
     hulls = "solidity" in props
     host = blocks_to(arr, "numpy")  # surface sums and crops are computed on the host

@@ -502,6 +502,12 @@ def segment(
     check_choice(mode, Mode, "mode")
     check_choice(device, Device, "device")
     check_choice(nan_policy, NanPolicy, "nan_policy")
+    if not 0 <= overlap < 1:
+        raise InputError(f"overlap {overlap} is outside [0, 1): tiles would leave gaps or "
+                         "never advance; use e.g. 0.25")
+    if batch_size < 1 or (slab is not None and slab < 1) or (tile is not None and tile < 1):
+        raise InputError(f"batch_size {batch_size}, slab {slab} and tile {tile} must be "
+                         "positive integers")
     if str(model) == "classical":
         return classical_segment(volume, out=out, overwrite=overwrite, progress=progress,
                                  config=config)
