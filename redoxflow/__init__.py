@@ -30,6 +30,7 @@ _LAZY = {
     "train": "redoxflow.segment",
     "evaluate": "redoxflow.segment",
     "report": "redoxflow.viz",
+    "export": "redoxflow.viz",
     "run_pipeline": "redoxflow.pipeline",
 }
 _SUBPACKAGES = ("analysis", "common", "io", "labeling", "measure", "segment", "viz",

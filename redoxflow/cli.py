@@ -27,6 +27,7 @@ from .pipeline import clear_outputs, run_pipeline
 from .segment import evaluate, format_scores, segment, train
 from .segment.builtin import phantom_pairs
 from .segment.training import read_volumes
+from .viz import export as export_volume
 from .viz import report as make_report
 
 OS_USER_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES)
@@ -322,6 +323,23 @@ def report(results, out, orbit_frames, no_3d, overwrite):
     path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames,
                        overwrite=overwrite)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
+
+
+@main.command("export")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["tiff", "vti", "ply", "stl", "vtp"]),
+              help="Default: from OUT's suffix (.tif, .vti, .ply, .stl, .vtp).")
+@click.option("--table", type=click.Path(path_type=Path),
+              help="results.zarr or bubbles.nc whose bubble columns go on the VTP cells.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@user_errors
+def export_cmd(store, out, fmt, table, overwrite):
+    """Export STORE for Fiji/ParaView: a TIFF or VTI volume, or the bubbles of a label
+    store as one PLY/STL/VTP mesh."""
+
+    path = export_volume(store, out, format=fmt, table=table, overwrite=overwrite)
+    click.echo(f"wrote {path}")
 
 
 @main.command("segment")

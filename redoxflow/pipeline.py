@@ -8,6 +8,7 @@ complete), so a rerun after a crash resumes where it stopped.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -19,13 +20,14 @@ import numpy as np
 import xarray as xr
 
 from .analysis import analyze
-from .common.atomic import atomic_file
+from .common.atomic import atomic_file, is_store
 from .config import Config
 from .errors import InputError
 from .io import detect_kind, ingest, open_source, open_volume
 from .segment import evaluate, segment
 from .synthetic import make_phantom
 from .viz import report
+from .viz.report import FIGURES
 
 ARTIFACTS = ("raw.zarr", "classes.zarr", "bubble_labels.zarr", "bubbles.nc", "bubbles.csv",
              "results.zarr", "segmentation_scores.json", "report.html", "figures",
@@ -273,11 +275,6 @@ def clear_outputs(out: Path) -> list[str]:
     >>> clear_outputs(out), sorted(p.name for p in out.iterdir())
     (['summary.json'], ['scan.raw'])
     """
-    import shutil
-
-    from .common.atomic import is_store
-    from .viz.report import FIGURES
-
     if not out.is_dir():
         return []
     ours = [out / n for n in ARTIFACTS if n != "figures"]

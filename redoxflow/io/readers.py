@@ -545,6 +545,11 @@ def read_vti(path: Path) -> VolumeSource:
                          "expected six integers x0 x1 y0 y1 z0 z1 with x1 >= x0 etc.")
     spacing = [float(v) for v in image.get("Spacing", "").split()]  # VTK x, y, z = our 0, 1, 2
     voxel = tuple(spacing) if len(spacing) == 3 and min(spacing) > 0 else None
+    # redoxflow's own exports keep VTK's x, y, z = array axes 2, 1, 0 (ParaView's view)
+    natural = image.get("redoxflow_axes") == "xyz"
+    order = (0, 1, 2) if natural else (2, 1, 0)
+    if natural and voxel is not None:
+        voxel = voxel[::-1]
     dtype = np.dtype(_VTK_TYPES[array.get("type")]).newbyteorder(
         "<" if root.get("byte_order", "LittleEndian") == "LittleEndian" else ">")
     header = np.dtype(_VTK_TYPES[root.get("header_type", "UInt32")]).newbyteorder(dtype.byteorder)
@@ -560,14 +565,14 @@ def read_vti(path: Path) -> VolumeSource:
         payload, b64 = (array.text or "").strip().encode(), fmt == "binary"
         if fmt == "ascii":
             flat = np.array(payload.split(), dtype=dtype)
-            return _from_array(flat.reshape(dims[::-1]).transpose(2, 1, 0), f"VTI {path}", voxel)
+            return _from_array(flat.reshape(dims[::-1]).transpose(order), f"VTI {path}", voxel)
     else:
         raise InputError(f"VTI {str(path)!r}: unsupported data format {fmt!r}")
     flat = _decode_vtk_blocks(payload, b64, compressed, header, dtype)
     n = int(np.prod(dims))
     if flat.size < n:
         raise InputError(f"VTI {str(path)!r} is truncated: {flat.size} of {n} values")
-    vol = flat[:n].astype(dtype.newbyteorder("="), copy=False).reshape(dims[::-1]).transpose(2, 1, 0)
+    vol = flat[:n].astype(dtype.newbyteorder("="), copy=False).reshape(dims[::-1]).transpose(order)
     return _from_array(np.ascontiguousarray(vol), f"VTI {path}", voxel)
 
 
