@@ -176,15 +176,22 @@ def main(argv=None):
                     row[tool] = run_one(tool, n, args.porosity, args.seed, axis, args.timeout)
             rows.append(row)
             print(json.dumps(row), flush=True)
+            write(rows, args)  # after every row: a long run keeps what it measured
+    print(markdown(rows, _meta(args)))
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.platform(), "processor": platform.processor(),
+
+def _meta(args):
+    return {"machine": platform.platform(), "processor": platform.processor(),
             "cpus": mp.cpu_count(), "porosity": args.porosity, "seed": args.seed,
             "tol": args.tol, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def write(rows, args):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = _meta(args)
     stem = "tortuosity" + (f"_{args.tag}" if args.tag else "")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     (RESULTS / f"{stem}.md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
 
 
 def _fmt(run, key="seconds", digits=2):

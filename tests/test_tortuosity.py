@@ -345,3 +345,12 @@ def test_chunked_option_errors():
         tortuosity(np.ones((4, 4, 4), bool), 0, chunks=(2, 2))
     with pytest.raises(InputError, match="geodesic"):
         tortuosity(np.ones((4, 4, 4), bool), 0, "geodesic", chunks="auto")
+
+
+@pytest.mark.gpu
+def test_real_gpu_matches_cpu():
+    m = blobs((48, 40, 36), 0.4, 1.5, seed=11)
+    cpu = tortuosity(m, 0, device="cpu")
+    gpu = tortuosity(m, 0, device="gpu")
+    assert float(gpu.tortuosity_factor) == pytest.approx(float(cpu.tortuosity_factor),
+                                                         rel=1e-5)

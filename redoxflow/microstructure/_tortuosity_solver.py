@@ -160,28 +160,42 @@ def _nb_dot(u, v):  # pragma: no cover - compiled
     return s
 
 
+def _nb_dot2(z, r, q):  # pragma: no cover - compiled
+    """(z . r, z . q) in float64, one pass over z."""
+    n0, n1, n2 = z.shape
+    s1 = 0.0
+    s2 = 0.0
+    for i in numba.prange(n0):
+        t1 = 0.0
+        t2 = 0.0
+        for j in range(n1):
+            for k in range(n2):
+                v = np.float64(z[i, j, k])
+                t1 += v * r[i, j, k]
+                t2 += v * q[i, j, k]
+        s1 += t1
+        s2 += t2
+    return s1, s2
+
+
 def _nb_restrict(r, f0, f1, f2, out):  # pragma: no cover - compiled
-    """out[I, J, K] = sum of r over the fine block (I, J, K) (f0 x f1 x f2 voxels)."""
+    """out[I, J, K] = sum of r over the fine block (I, J, K) (f0 x f1 x f2 voxels, f = 1 or 2).
+
+    One pass over r in its own order (coarse rows written by one thread each)."""
     n0, n1, n2 = r.shape
     c0, c1, c2 = out.shape
+    s1, s2 = f1 - 1, f2 - 1  # shifts: a factor is 1 or 2
     for ic in numba.prange(c0):
         for jc in range(c1):
             for kc in range(c2):
-                s = 0.0
-                for di in range(f0):
-                    i = ic * f0 + di
-                    if i >= n0:
-                        break
-                    for dj in range(f1):
-                        j = jc * f1 + dj
-                        if j >= n1:
-                            break
-                        for dk in range(f2):
-                            k = kc * f2 + dk
-                            if k >= n2:
-                                break
-                            s += r[i, j, k]
-                out[ic, jc, kc] = s
+                out[ic, jc, kc] = 0.0
+        for di in range(f0):
+            i = ic * f0 + di
+            if i < n0:
+                for j in range(n1):
+                    jc = j >> s1
+                    for k in range(n2):
+                        out[ic, jc, k >> s2] += r[i, j, k]
 
 
 def _nb_prolong_add(xc, f0, f1, f2, alpha, x):  # pragma: no cover - compiled
@@ -218,6 +232,8 @@ _nb_jacobi0_par = numba.njit(parallel=True, cache=True)(_nb_jacobi0)
 _nb_jacobi0_ser = numba.njit(parallel=False, cache=True)(_nb_jacobi0)
 _nb_residual_par = numba.njit(parallel=True, cache=True)(_nb_residual)
 _nb_residual_ser = numba.njit(parallel=False, cache=True)(_nb_residual)
+_nb_dot2_par = numba.njit(parallel=True, cache=True)(_nb_dot2)
+_nb_dot2_ser = numba.njit(parallel=False, cache=True)(_nb_dot2)
 _nb_dot_par = numba.njit(parallel=True, cache=True)(_nb_dot)
 _nb_dot_ser = numba.njit(parallel=False, cache=True)(_nb_dot)
 _nb_restrict_par = numba.njit(parallel=True, cache=True)(_nb_restrict)
@@ -237,7 +253,7 @@ def _k(name: str, size: int):
 
 
 _KERNELS = {n: (globals()[n + "_ser"], globals()[n + "_par"]) for n in
-            ("_nb_apply", "_nb_jacobi", "_nb_jacobi0", "_nb_residual", "_nb_dot",
+            ("_nb_apply", "_nb_jacobi", "_nb_jacobi0", "_nb_residual", "_nb_dot", "_nb_dot2",
              "_nb_restrict", "_nb_prolong_add", "_nb_layer_fluxes", "_nb_cg_step",
              "_nb_direction")}
 
@@ -516,14 +532,15 @@ class Hierarchy:
         nxt = self.levels[depth + 1]
         if self.numba:
             g, diag, inv, n = lv.g, lv.diag, lv.inv, r.size
-            x = np.empty_like(r)
-            tmp = np.empty_like(r)  # fresh: the K-cycle keeps two results of one level
+            # in the level's precision whatever r's (the finest gets CG's float64 residual)
+            x = np.empty(r.shape, dtype=diag.dtype)
+            tmp = np.empty(r.shape, dtype=diag.dtype)  # fresh: the K-cycle keeps two results
             _k("_nb_jacobi0", n)(r, inv, x)
             for _ in range(SWEEPS - 1):
                 _k("_nb_jacobi", n)(x, r, *g, diag, inv, tmp)
                 x, tmp = tmp, x
             _k("_nb_residual", n)(x, r, *g, diag, tmp)
-            rc = np.empty(nxt.shape, dtype=r.dtype)
+            rc = np.empty(nxt.shape, dtype=diag.dtype)
             _k("_nb_restrict", n)(tmp, *lv.factor, rc)
             xc = self.coarse_correction(rc, depth + 1)
             _k("_nb_prolong_add", n)(xc, *lv.factor, ALPHA, x)
@@ -662,6 +679,8 @@ def solve(xp, fine: Level, backend: str, tol: float, maxiter: int,
         return float(xp.sum(u * v, dtype=f64))
 
     def precondition(r):
+        if numba_ok:  # the kernels read float64 r and return z in the preconditioner's dtype
+            return hier.vcycle(r)
         return hier.vcycle(r.astype(low.g[0].dtype)).astype(f64)
 
     def fluxes_of(c):
@@ -674,7 +693,7 @@ def solve(xp, fine: Level, backend: str, tol: float, maxiter: int,
     if bnorm == 0:
         return Solution(x, np.zeros(fine.shape[0] + 1), 0, 0.0, 0.0, True)
     z = precondition(r)
-    p = z.copy()
+    p = z.astype(f64)
     rz = dot(r, z)
     it = 0
     residual = math.sqrt(dot(r, r)) / bnorm
@@ -700,9 +719,12 @@ def solve(xp, fine: Level, backend: str, tol: float, maxiter: int,
             if balance <= tol:
                 break
         z = precondition(r)
-        rz_new = dot(r, z)
         # flexible CG (the K-cycle varies): beta = z.(r - r_old) / rz_old, r - r_old = -alpha q
-        beta = max(-alpha * dot(z, q) / rz, 0.0)
+        if numba_ok:
+            rz_new, zq = _k("_nb_dot2", z.size)(z, r, q)
+        else:
+            rz_new, zq = dot(r, z), dot(z, q)
+        beta = max(-alpha * zq / rz, 0.0)
         rz = rz_new
         if numba_ok:
             _k("_nb_direction", x.size)(p, z, beta)

@@ -168,7 +168,7 @@ def tortuosity(
         m = np.ascontiguousarray(np.transpose(np.asarray(lazy.compute(), dtype=bool), order))
     if method == "geodesic":
         return _geodesic(m, h, ax, order, attrs)
-    backend = _backend(device)
+    backend = _backend("cpu" if chunked and device == "auto" else device)
     attrs.update(boundary=boundary, periodic=[int(s) for s in sides], device=backend,
                  tol=float(tol), chunked=int(chunked),
                  solver="CG preconditioned by aggregation multigrid (K-cycle), float64")
