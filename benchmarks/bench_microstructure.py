@@ -171,9 +171,9 @@ def main() -> None:
                             args.repeats, peer_porosimetry=n <= args.porosimetry_max)
         print(json.dumps(rows[-5:], indent=1), flush=True)
     RESULTS.mkdir(exist_ok=True)
-    versions = {m: getattr(mod, "__version__", None) for m, mod in
-                (("porespy", ps), ("taufactor", importlib.import_module("taufactor")
-                                   if tf else None)) if mod}
+    from importlib.metadata import version
+
+    versions = {m: version(m) for m, mod in (("porespy", ps), ("taufactor", tf)) if mod}
     out = {"rows": rows, "machine": machine(), "peers": versions,
            "unavailable": {k: v for k, v in (("porespy", ps_why), ("taufactor", tf_why)) if v},
            "args": vars(args)}

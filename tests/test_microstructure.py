@@ -68,6 +68,14 @@ def test_volume_fractions_and_profile(three_phase):
             chunked(three_phase, ch), "x", phases=ph, spacing=(1, 1, 2)).values)
 
 
+def test_xarray_input_carries_its_voxel_size(three_phase):
+    arr = xr.DataArray(three_phase, dims=("z", "y", "x"), attrs={"voxel_size": (2.0, 1.0, 1.0)})
+    assert fraction_profile(arr, "z", phases=[0]).depth.values[:2].tolist() == [1.0, 3.0]
+    ssa = specific_surface_area(arr, method="face_counting")
+    assert np.allclose(ssa, specific_surface_area(three_phase, spacing=(2, 1, 1),
+                                                  method="face_counting"))
+
+
 def test_fractions_per_time_step(three_phase):
     series = np.stack([three_phase, np.zeros_like(three_phase)])
     got = volume_fractions(series, phases="pore=0,NMC=85")
