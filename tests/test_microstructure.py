@@ -222,6 +222,15 @@ def test_local_thickness_equals_brute_force_on_every_chunking(pore, spacing):
         assert isinstance(lazy, da.Array) and np.array_equal(lazy.compute(), got)
 
 
+def test_out_of_core_path_recomputes_distances_lazily(pore, monkeypatch):
+    from redoxflow.microstructure import thickness
+
+    expected = local_thickness(pore)
+    monkeypatch.setattr(thickness, "IN_MEMORY_BYTES", 0)  # distances never held in memory
+    lazy = local_thickness(chunked(pore, (6, 22, 19)))
+    assert np.array_equal(lazy.compute(), expected)
+
+
 def test_local_thickness_sphere_and_slab():
     sphere = ball((31, 31, 31), (15, 15, 15), 9)
     lt = local_thickness(sphere, spacing=0.5)
