@@ -33,7 +33,8 @@ _LAZY = {
     "export": "redoxflow.viz",
     "run_pipeline": "redoxflow.pipeline",
 }
-_SUBPACKAGES = ("analysis", "common", "io", "labeling", "measure", "segment", "viz",
+_SUBPACKAGES = ("analysis", "common", "distance", "io", "labeling", "measure", "microstructure",
+                "segment", "viz",
                 "cluster", "config", "pipeline", "synthetic", "errors")
 
 __all__ = ["__version__", *_LAZY, *_SUBPACKAGES]

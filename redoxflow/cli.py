@@ -23,6 +23,9 @@ from .io import ingest as do_ingest
 from .io import open_volume
 from .labeling import label
 from .measure import regionprops
+from .microstructure import METRICS as MICRO_METRICS
+from .microstructure import microstructure as measure_microstructure
+from .microstructure import tortuosity
 from .pipeline import clear_outputs, run_pipeline
 from .segment import evaluate, format_scores, segment, train
 from .segment.builtin import phantom_pairs
@@ -323,6 +326,50 @@ def report(results, out, orbit_frames, no_3d, overwrite):
     path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames,
                        overwrite=overwrite)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
+
+
+@main.command("microstructure")
+@click.argument("volume", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--phases", help="name=value pairs, e.g. pore=0,NMC=85,CBD=170 (default: every "
+                               "value present).")
+@click.option("--voxel-size", help="Micrometres: one number or z,y,x (default: the store's).")
+@click.option("--method", type=click.Choice(["marching_cubes", "face_counting"]),
+              default="marching_cubes", show_default=True, help="Surface-area estimator.")
+@click.option("--metrics", default=",".join(MICRO_METRICS), show_default=True,
+              help="Which metric groups to compute, comma separated.")
+@click.option("--inlet", default="x-", show_default=True,
+              help="Inlet face of the simulated intrusion (r_min, constrictivity).")
+@click.option("--tortuosity", "tortuosity_axes", default="",
+              help="Also the diffusion tortuosity factor of the first phase along these axes, "
+                   "e.g. z,y,x.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT/microstructure.nc.")
+@user_errors
+def microstructure_cmd(volume, out, phases, voxel_size, method, metrics, inlet,
+                       tortuosity_axes, overwrite):
+    """Porosity, surfaces, pore sizes, percolation and correlation of the phase volume VOLUME,
+    written to OUT/microstructure.nc."""
+
+    ds = measure_microstructure(str(volume), phases=phases, spacing=voxel_size, method=method,
+                                inlet=inlet, metrics=tuple(m.strip() for m in metrics.split(",")))
+    axes = [a.strip() for a in tortuosity_axes.split(",") if a.strip()]
+    if axes:
+        first = int(ds["phase_value"].values[0]) if "phase_value" in ds else None
+        tau = [tortuosity(str(volume), axis, spacing=voxel_size, phase=first) for axis in axes]
+        ds["tortuosity_factor"] = ("tortuosity_axis", [float(t["tortuosity_factor"]) for t in tau],
+                                   dict(tau[0]["tortuosity_factor"].attrs))
+        ds = ds.assign_coords(tortuosity_axis=axes)
+    target = Path(out) / "microstructure.nc"
+    with atomic_file(target, overwrite=overwrite) as part:
+        ds.to_netcdf(part, engine="h5netcdf")
+    lines = [f"wrote {target}"]
+    for name in ("volume_fraction", "specific_surface_area", "r_max", "r_min",
+                 "constrictivity", "tortuosity_factor"):
+        if name in ds:
+            values = np.atleast_1d(ds[name].values)
+            lines.append(f"  {name} ({ds[name].attrs.get('units', '')}): "
+                         + ", ".join(f"{v:.5g}" for v in values))
+    click.echo("\n".join(lines))
 
 
 @main.command("export")

@@ -9,6 +9,9 @@ volumes with any integer phase values (``phases={"pore": 0, "NMC": 85, "CBD": 17
 
 from __future__ import annotations
 
+import sys
+import types
+
 from .connectivity import percolation
 from .correlation import rev, two_point_correlation
 from .dataset import METRICS, microstructure
@@ -30,3 +33,14 @@ __all__ = ["METRICS", "constrictivity", "distance_transform", "fraction_profile"
            "microstructure", "parse_phases", "percolation", "pore_size_distribution", "rev",
            "specific_surface_area", "tortuosity", "triple_phase_boundary", "two_point_correlation",
            "volume_fractions"]
+
+
+class _CallablePackage(types.ModuleType):
+    """``rf.microstructure(volume, ...)`` calls :func:`microstructure`; the other metrics
+    stay attributes of the package (``rf.microstructure.tortuosity``)."""
+
+    def __call__(self, *args, **kwargs):
+        return microstructure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

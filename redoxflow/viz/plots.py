@@ -229,6 +229,50 @@ def tracks_plot(bubbles, *, max_tracks: int = 200):
     return fig
 
 
+def microstructure_plots(ds):
+    """Fraction profile, pore-size distribution and two-point correlation of each phase.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        What :func:`redoxflow.microstructure.microstructure` returns (any subset of its
+        ``fraction_profile``, ``size_distribution``, ``two_point_correlation``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np, redoxflow as rf
+    >>> v = (np.random.default_rng(0).random((16, 16, 16)) < 0.4).astype(np.uint8)
+    >>> fig = microstructure_plots(rf.microstructure.microstructure(v, phases="pore=0,solid=1"))
+    >>> [a.get_xlabel() for a in fig.axes]
+    ['depth (um)', 'radius (um)', 'lag (um)']
+    """
+    panels = [n for n in ("fraction_profile", "size_distribution", "two_point_correlation")
+              if n in ds]
+    if not panels:
+        raise InputError("no fraction profile, size distribution or correlation to plot")
+    fig, axes = _figure(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        var = ds[name]
+        x = {"fraction_profile": "depth", "size_distribution": "radius",
+             "two_point_correlation": "lag"}[name]
+        for phase in ds["phase"].values:
+            line = var.sel(phase=phase)
+            coord = ds["distance"] if name == "two_point_correlation" else ds[x]
+            if "axis" in line.dims:  # the first axis analysed
+                line = line.isel(axis=0)
+                coord = coord.isel(axis=0) if "axis" in coord.dims else coord
+            ax.plot(np.asarray(coord), np.asarray(line), label=str(phase))
+        ax.set_xlabel(f"{x} (um)")
+        ax.set_ylabel(var.attrs.get("long_name", name))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, path) -> None:
     """Write a figure as PNG and close it.
 

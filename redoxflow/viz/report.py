@@ -33,7 +33,7 @@ th{cursor:pointer;background:#eee}img{max-width:100%}.note{color:#a33}</style>""
 
 #: every file the report may write under figures/
 FIGURES = ("density.png", "histograms.png", "orientation.png", "time_series.png", "tracks.png",
-           "cell.png", "cell_orbit.gif", "sphericity.png", "blockage.png")
+           "cell.png", "cell_orbit.gif", "sphericity.png", "blockage.png", "microstructure.png")
 
 
 def _table(frame, sortable=False) -> str:
@@ -113,6 +113,10 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
     results = Path(results)
     if not results.exists():
         raise InputError(f"{results} does not exist: run `redoxflow analyze` first")
+    if results.suffix == ".nc":  # a microstructure dataset (redoxflow microstructure)
+        return _microstructure_page(xr.load_dataset(results, engine="h5netcdf"), results,
+                                    Path(out) if out else results.with_suffix(".html"),
+                                    overwrite)
     tree = xr.open_datatree(results, engine="zarr", consolidated=False)
     if "summary" not in tree.children:
         raise InputError(f"{results} is not an analysis result (no summary group)")
@@ -223,6 +227,55 @@ def _bubble_table(bubbles):
             units.update({c: unit for c in frame.columns
                           if c == name or c.startswith(f"{name}_")})
     return frame.rename(columns={c: f"{c} ({u})" for c, u in units.items()})
+
+
+#: per-phase rows of the microstructure page: variable, heading
+PHASE_COLUMNS = (("phase_value", "value"), ("volume_fraction", "volume fraction"),
+                 ("specific_surface_area", "specific surface area"),
+                 ("r_max", "r_max"), ("r_min", "r_min"), ("constrictivity", "constrictivity"))
+
+
+def _microstructure_page(ds, source: Path, out: Path, overwrite: bool) -> Path:
+    """The report of a :func:`redoxflow.microstructure.microstructure` dataset."""
+    import pandas as pd
+
+    if "volume_fraction" not in ds or "phase" not in ds.dims:
+        raise InputError(f"{source} is neither an analysis nor a microstructure result")
+    if out.exists() and not overwrite:
+        raise StoreExistsError(f"{out} exists: pass overwrite=True (--overwrite) or choose "
+                               "another --out")
+    figs = out.parent / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    cols = {f"{head} ({ds[n].attrs.get('units', '')})": ds[n].values
+            for n, head in PHASE_COLUMNS if n in ds}
+    frame = pd.DataFrame(cols, index=pd.Index(ds["phase"].values, name="phase"))
+    body = [f"<h1>redoxflow microstructure: {html.escape(source.name)}</h1>",
+            f"<p><code>{html.escape(str(source.absolute()))}</code></p>",
+            "<h2>Phases</h2>", _table(frame)]
+    if "interfacial_area" in ds:
+        pairs = pd.DataFrame({"interfacial area (" + ds["interfacial_area"].attrs.get(
+            "units", "") + ")": ds["interfacial_area"].values},
+            index=pd.Index([str(p) for p in ds["pair"].values], name="pair"))
+        body += ["<h2>Interfaces</h2>", _table(pairs)]
+    if "percolation" in ds:
+        perc = ds["percolation"].to_dataframe().unstack("connection")["percolation"]
+        body += ["<h2>Percolation (phase fraction by connection to both faces)</h2>",
+                 _table(perc)]
+    if "tortuosity_factor" in ds:
+        tau = ds["tortuosity_factor"].to_dataframe()[["tortuosity_factor"]]
+        body += ["<h2>Tortuosity factor</h2>", _table(tau)]
+    try:
+        plots.save(plots.microstructure_plots(ds), figs / "microstructure.png")
+        body += ["<h2>Profiles and distributions</h2>", _embed(figs / "microstructure.png")]
+    except InputError:
+        pass
+    attrs = json.dumps({k: _decoded(v) for k, v in ds.attrs.items()}, indent=2, default=str)
+    body += ["<h2>Attributes</h2>", f"<pre>{html.escape(attrs)}</pre>"]
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>redoxflow " \
+           f"microstructure</title>{STYLE}</head><body>{''.join(body)}</body></html>"
+    with atomic_file(out, overwrite=overwrite) as part:
+        part.write_text(page)
+    return out
 
 
 def _decoded(value):
