@@ -21,6 +21,7 @@ from .config import load_config
 from .errors import InputError, RedoxflowError
 from .io import ingest as do_ingest
 from .io import open_volume
+from .io.metadata import CLASS_NAMES
 from .labeling import label
 from .measure import regionprops
 from .microstructure import METRICS as MICRO_METRICS
@@ -92,6 +93,22 @@ class PipelineOrder(click.Group):
 @click.version_option(__version__, prog_name="redoxflow")
 def main():
     """redoxflow: exact, out-of-core bubble analysis of flow-battery tomograms."""
+    _quiet_warnings()
+
+
+def _quiet_warnings() -> None:
+    """Warnings as one-line notes (no source lines); dask's own chatter silenced."""
+    import logging
+    import warnings
+
+    def note(message, category, *args, **kwargs):
+        click.echo(f"note: {str(message).splitlines()[0]}", err=True)
+
+    warnings.showwarning = note
+    warnings.filterwarnings("ignore", message="Sending large graph")  # our maps, sent once
+    warnings.filterwarnings("ignore", message="Port .* is already in use")
+    for name in ("distributed.nanny", "distributed.worker"):  # "still alive ... killing"
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @main.command()
@@ -145,8 +162,18 @@ def info(store):
         small = open_volume(store, level=vol.attrs["n_levels"] - 1) if vol.size > 2**27 else vol
         present = np.unique(small.data.compute())
         note = " (from the coarsest level)" if small is not vol else ""
-        click.echo(f"classes     {present.tolist()}{note}")
-    click.echo(f"on disk     {_size_on_disk(Path(store)) / 2**20:.1f} MiB")
+        named = ", ".join(f"{c} {CLASS_NAMES.get(int(c), '(unknown)')}" for c in present)
+        click.echo(f"classes     {named}{note}")
+    click.echo(f"on disk     {_human_bytes(_size_on_disk(Path(store)))}")
+
+
+def _human_bytes(n: int) -> str:
+    """1023 B, 4.0 KiB, 12.5 MiB, 3.2 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
 
 
 def _cluster_options(fn):

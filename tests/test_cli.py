@@ -197,3 +197,16 @@ def test_run_refuses_the_results_of_another_configuration(tmp_path):
     res = run("run", tmp_path / "c.yaml", "--workers", "1", "--overwrite")
     assert res.exit_code == 0, res.output
     assert json.loads((out / "run.json").read_text())["analyze"]["negative_side"] == "low"
+
+
+def test_warnings_are_one_line_notes_and_info_is_readable(tmp_path, phantom):
+    from redoxflow.io import ingest
+
+    ingest(phantom.classes, tmp_path / "c.zarr", kind="classes", voxel_size=2.0, progress=False)
+    res = run("analyze", tmp_path / "c.zarr", tmp_path / "out")  # no --negative-side: warns
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note: ")]
+    assert notes and "negative" in notes[0] and "warnings.warn" not in res.output
+    info = run("info", tmp_path / "c.zarr").output
+    assert "1 bubble" in info and "2 membrane" in info
+    assert "0.0 MiB" not in info and ("KiB" in info or "MiB" in info)
