@@ -282,6 +282,9 @@ def label_cmd(store, out, class_id, connectivity, overwrite, backend):
     """Label connected components of one class of STORE into the label store OUT."""
 
     vol = open_volume(store)
+    if vol.attrs.get("kind") not in ("classes", "labels"):
+        raise InputError(f"{store} holds {vol.attrs.get('kind')} (grey levels), not classes: "
+                         "segment it first (redoxflow segment) and label the class store")
     _, n = label(vol.data == class_id, connectivity=int(connectivity), out=out,
                  overwrite=overwrite, voxel_size=vol.attrs["voxel_size"], progress=True,
                  backend=backend)
