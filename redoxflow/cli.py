@@ -296,13 +296,14 @@ def label_cmd(store, out, class_id, connectivity, overwrite, backend):
 @click.argument("table", type=click.Path(path_type=Path))
 @click.option("--properties", default="all", show_default=True,
               help="Comma-separated property names, or 'all'.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing TABLE.")
 @_backend_option
 @user_errors
-def measure(labels, table, properties, backend):
+def measure(labels, table, properties, backend, overwrite):
     """Per-bubble properties of the label store LABELS, written to TABLE (.nc or .csv)."""
 
     props = "all" if properties == "all" else properties.split(",")
-    with atomic_file(table, overwrite=False) as tmp:
+    with atomic_file(table, overwrite=overwrite) as tmp:
         ds = regionprops(open_volume(labels), properties=props, backend=backend)
         if table.suffix == ".csv":
             bubble_frame(ds).to_csv(tmp)

@@ -45,6 +45,10 @@ def test_ingest_info_label_measure(tmp_path, phantom):
     res = run("measure", tmp_path / "l.zarr", tmp_path / "b.csv", "--properties", "volume")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "b.csv").read_text().startswith("bubble,volume_voxels")
+    res = run("measure", tmp_path / "l.zarr", tmp_path / "b.csv", "--properties", "volume")
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    res = run("measure", tmp_path / "l.zarr", tmp_path / "b.csv", "--overwrite")
+    assert res.exit_code == 0 and "sphericity" in (tmp_path / "b.csv").read_text()
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path):
