@@ -138,7 +138,14 @@ def _plotter(size, title: str):
     pl.set_background("white")
     if title:
         pl.add_text(title, font_size=9, color="black", position="upper_left")
+    pl.add_axes(color="black", line_width=2)  # the orientation triad (x, y, z = axes 2, 1, 0)
     return pl
+
+
+def _scale(pl) -> None:
+    """Physical axes on the outer box: the scene's scale bar, in micrometres."""
+    pl.show_bounds(location="outer", xtitle="x (um)", ytitle="y (um)", ztitle="z (um)",
+                   color="black", font_size=8, ticks="outside")
 
 
 def scene_cell(classes: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS,
@@ -180,7 +187,8 @@ def scene_cell(classes: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VO
                         label=name)
     outline = _grid(vol, sp).outline()
     pl.add_mesh(outline, color=PALETTE["electrolyte"], line_width=2)
-    pl.add_legend(bcolor="white", face="rectangle", size=(0.18, 0.15))
+    pl.add_legend(bcolor=(0.75, 0.75, 0.75), face="rectangle", size=(0.18, 0.15))  # grey:
+    _scale(pl)                                                  # the yellow label legible
     pl.camera_position = "iso"
     return pl
 
@@ -259,6 +267,7 @@ def scene_property(labels: Any, bubbles, prop: str, *, size=(800, 800), cmap: st
         mem = surface(cvol == 2, csp, decimate=0.5)
         if mem.n_points:
             pl.add_mesh(mem, color="grey", opacity=0.25)
+    _scale(pl)
     pl.camera_position = "iso"
     return pl
 
@@ -302,6 +311,7 @@ def scene_blockage(classes: Any, labels: Any, blocking_ids: Sequence[int], *, si
     blk = surface(np.isin(lvol, np.asarray(blocking_ids, dtype=lvol.dtype)), lsp)
     if blk.n_points:
         pl.add_mesh(blk, color=PALETTE["bubble"], smooth_shading=True, label="blocking bubbles")
+    _scale(pl)
     pl.camera_position = "yz"
     return pl
 
@@ -339,6 +349,7 @@ def scene_halfcells(halfcells: Any, *, size=(800, 800), max_voxels: int = MAX_RE
         if mesh.n_points:
             pl.add_mesh(mesh, color=colour, opacity=0.5 if code != 2 else 0.9, label=name)
     pl.add_legend(bcolor="white", face="rectangle", size=(0.18, 0.12))
+    _scale(pl)
     pl.camera_position = "iso"
     return pl
 
