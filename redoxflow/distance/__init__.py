@@ -20,6 +20,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from numcodecs import Blosc
 
 from ..io.volume import as_volume
 from .kernels import NONE_ABOVE, NONE_BELOW, column_extents, slab_label_minima, slab_sqdist
@@ -43,29 +44,47 @@ def plane_slabs(x, slab_voxels: int = SLAB_VOXELS):
     return x.rechunk((max(1, slab_voxels // max(plane, 1)), -1, -1))
 
 
+def _pack(a: np.ndarray) -> tuple:
+    """A map compressed for the task graph (blosc-lz4; the maps of a column's nearest
+    feature are mostly one value and shrink 100-1000x)."""
+    return Blosc(cname="lz4", clevel=1).encode(np.ascontiguousarray(a)), a.shape, a.dtype.str
+
+
+def _unpack(packed: tuple) -> np.ndarray:
+    """The map of :func:`_pack`."""
+    data, shape, dtype = packed
+    return np.frombuffer(Blosc().decode(data), dtype=dtype).reshape(shape)
+
+
+def _packed_extents(block, z0: int) -> tuple:
+    return tuple(_pack(e) for e in column_extents(block, z0))
+
+
 def _neighbours(extents: list) -> tuple[list, list]:
-    """Per slab, the nearest feature z before it and after it, per column."""
+    """Per slab, the nearest feature z before it and after it, per column (packed)."""
     n = len(extents)
     below, above = [None] * n, [None] * n
-    carry = np.full(extents[0][0].shape, NONE_BELOW, np.int32) if n else None
+    shape = extents[0][0][1] if n else (0, 0)
+    carry = np.full(shape, NONE_BELOW, np.int32)
     for b in range(n):
-        below[b] = carry
-        carry = np.maximum(carry, extents[b][1])
-    carry = np.full(extents[0][0].shape, NONE_ABOVE, np.int32) if n else None
+        below[b] = _pack(carry)
+        carry = np.maximum(carry, _unpack(extents[b][1]))
+    carry = np.full(shape, NONE_ABOVE, np.int32)
     for b in range(n - 1, -1, -1):
-        above[b] = carry
-        carry = np.minimum(carry, extents[b][0])
+        above[b] = _pack(carry)
+        carry = np.minimum(carry, _unpack(extents[b][0]))
     return below, above
 
 
 def _slab_tasks(features: list, spacing) -> tuple[list, list, list]:
-    """Delayed blocks, z origins and (below, above) maps of each feature mask's slabs.
+    """Delayed blocks, z origins and packed (below, above) maps of each feature's slabs.
 
     The maps come from a pass of their own (computed here): were they part of the slab
-    tasks' graph, every mask block would stay in memory until the last slab is done.
+    tasks' graph, every mask block would stay in memory until the last slab is done. They
+    travel compressed (:func:`_pack`): raw, they would cost 8 bytes per column and slab.
     """
     starts = np.concatenate([[0], np.cumsum(features[0].chunks[0])[:-1]]).astype(int)
-    extents = [[dask.delayed(column_extents, nout=2)(b, int(z0))
+    extents = [[dask.delayed(_packed_extents)(b, int(z0))
                 for b, z0 in zip(f.to_delayed().ravel(), starts)] for f in features]
     (extents,) = dask.compute(extents)
     neighbours = [_neighbours(e) for e in extents]
@@ -115,7 +134,7 @@ def distance_to(features: Any, *, spacing: Any = None, squared: bool = False,
 
 
 def _slab_distance(mask, z0, below, above, spacing, squared) -> np.ndarray:
-    d2 = slab_sqdist(np.asarray(mask, bool), z0, below, above, spacing)
+    d2 = slab_sqdist(np.asarray(mask, bool), z0, _unpack(below), _unpack(above), spacing)
     return d2 if squared else np.sqrt(d2, out=d2)
 
 
@@ -205,8 +224,8 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
 def _slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which):
     """Per-label minimum squared distance to each mask in one slab, and values at points."""
     labels = np.asarray(labels)
-    parts = [slab_label_minima(labels, np.asarray(m, bool), z0, lo, hi, spacing, local_points)
-             for m, lo, hi in zip(masks, belows, aboves)]
+    parts = [slab_label_minima(labels, np.asarray(m, bool), z0, _unpack(lo), _unpack(hi),
+                               spacing, local_points) for m, lo, hi in zip(masks, belows, aboves)]
     ids = parts[0][0].astype(np.uint64)
     return ids, np.stack([p[1] for p in parts], 1), which, np.stack([p[2] for p in parts], 1)
 
