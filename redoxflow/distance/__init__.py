@@ -28,20 +28,32 @@ from .kernels import NONE_ABOVE, NONE_BELOW, column_extents, slab_label_minima, 
 __all__ = ["distance_to", "distance_transform", "min_distance_per_label", "SLAB_VOXELS"]
 
 SLAB_VOXELS = 2**24  # voxels per slab task (float64 work arrays of ~128 MiB)
-SLAB_BATCH = 8  # slab tasks computed together by min_distance_per_label
+SLAB_BATCH = 2  # source chunks whose slabs min_distance_per_label computes together
 
 
 def plane_slabs(x, slab_voxels: int = SLAB_VOXELS):
     """Rechunk a (z, y, x) dask array into slabs of whole planes of about ``slab_voxels``.
+
+    Chunks of whole planes are split into near-equal slabs (each chunk is read once);
+    other chunkings are rechunked into uniform slabs.
 
     Examples
     --------
     >>> import dask.array as da
     >>> plane_slabs(da.zeros((10, 4, 5), chunks=2), slab_voxels=60).chunks
     ((3, 3, 3, 1), (4,), (5,))
+    >>> plane_slabs(da.zeros((10, 4, 5), chunks=(7, 4, 5)), slab_voxels=60).chunks[0]
+    (3, 2, 2, 3)
     """
     plane = int(x.shape[1]) * int(x.shape[2])
-    return x.rechunk((max(1, slab_voxels // max(plane, 1)), -1, -1))
+    target = max(1, slab_voxels // max(plane, 1))
+    if x.numblocks[1] != 1 or x.numblocks[2] != 1:
+        return x.rechunk((target, -1, -1))
+    parts = []
+    for c in x.chunks[0]:
+        k = -(-c // target)
+        parts += [c // k + (i < c % k) for i in range(k)]
+    return x.rechunk((tuple(parts), -1, -1))
 
 
 def _pack(a: np.ndarray) -> tuple:
@@ -215,9 +227,11 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
             label_blocks[s], [fb[s] for fb in blocks], int(z0),
             [nb[0][s] for nb in neighbours], [nb[1][s] for nb in neighbours], sp,
             pts[inside] - [z0, 0, 0], inside))
-    # in batches: one graph of every slab let the scheduler read ahead (15 GB at 8.6 G voxels)
-    results = [r for i in range(0, len(tasks), SLAB_BATCH)
-               for r in dask.compute(tasks[i:i + SLAB_BATCH])[0]]
+    # in batches of whole source chunks (each read once): one graph of every slab let the
+    # scheduler read ahead (15 GB at 8.6 G voxels)
+    source = np.searchsorted(np.cumsum(lab.data.chunks[0]), starts, side="right") // SLAB_BATCH
+    results = [r for b in np.unique(source)
+               for r in dask.compute([t for t, s in zip(tasks, source) if s == b])[0]]
     return _reduce_minima(results, len(masks), len(pts))
 
 
