@@ -282,9 +282,9 @@ def label_cmd(store, out, class_id, connectivity, overwrite, backend):
     """Label connected components of one class of STORE into the label store OUT."""
 
     vol = open_volume(store)
-    if vol.attrs.get("kind") not in ("classes", "labels"):
-        raise InputError(f"{store} holds {vol.attrs.get('kind')} (grey levels), not classes: "
-                         "segment it first (redoxflow segment) and label the class store")
+    if vol.attrs.get("kind") == "intensity" or np.dtype(vol.dtype).kind not in "iub":
+        raise InputError(f"{store} holds grey levels ({vol.dtype}), not classes: segment it "
+                         "first (redoxflow segment) and label the class store")
     _, n = label(vol.data == class_id, connectivity=int(connectivity), out=out,
                  overwrite=overwrite, voxel_size=vol.attrs["voxel_size"], progress=True,
                  backend=backend)
@@ -372,8 +372,8 @@ def report(results, out, orbit_frames, no_3d, overwrite):
 @click.option("--inlet", default="x-", show_default=True,
               help="Inlet face of the simulated intrusion (r_min, constrictivity).")
 @click.option("--tortuosity", "tortuosity_axes", default="",
-              help="Also the diffusion tortuosity factor of the first phase along these axes, "
-                   "e.g. z,y,x.")
+              help="Also the diffusion tortuosity factor of the first of --phases (list the "
+                   "pore phase first) along these axes, e.g. z,y,x.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT/microstructure.nc.")
 @user_errors
 def microstructure_cmd(volume, out, phases, voxel_size, method, metrics, inlet,
@@ -386,6 +386,8 @@ def microstructure_cmd(volume, out, phases, voxel_size, method, metrics, inlet,
     axes = [a.strip() for a in tortuosity_axes.split(",") if a.strip()]
     if axes:
         first = int(ds["phase_value"].values[0]) if "phase_value" in ds else None
+        click.echo(f"tortuosity of phase {ds['phase'].values[0]} (value {first}): the first "
+                   "of --phases")
         tau = [tortuosity(str(volume), axis, spacing=voxel_size, phase=first) for axis in axes]
         ds["tortuosity_factor"] = ("tortuosity_axis", [float(t["tortuosity_factor"]) for t in tau],
                                    dict(tau[0]["tortuosity_factor"].attrs))

@@ -62,7 +62,7 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
                 raise StoreExistsError(f"{target} exists and is not a Zarr store: refusing to "
                                        "replace it; choose another output directory")
             shutil.rmtree(target)
-        labels.rename(target)
+        Path(labels).rename(target)
     if netcdf:
         with atomic_file(out / "results.nc", overwrite=overwrite) as part:
             tree.to_netcdf(part, engine="h5netcdf", encoding={

@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 from numcodecs import Blosc
 
+from ..errors import InputError
 from ..io.volume import as_volume
 from .kernels import NONE_ABOVE, NONE_BELOW, column_extents, slab_label_minima, slab_sqdist
 
@@ -209,11 +210,12 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
     """
     lab = as_volume(labels, what="labels")
     sp = lab.spacing(spacing)
+    feats = [as_volume(f, what="feature mask").data.astype(bool) for f in features]
+    if any(f.shape != lab.data.shape for f in feats):
+        raise InputError(f"feature masks of shapes {[f.shape for f in feats]} differ from the "
+                         f"labels' {lab.data.shape}: pass masks of the labels' shape")
     lab_slabs = plane_slabs(lab.data, slab_voxels)
-    masks = [plane_slabs(as_volume(f, what="feature mask").data.astype(bool), slab_voxels)
-             .rechunk(lab_slabs.chunks) for f in features]
-    if any(m.shape != lab.data.shape for m in masks):
-        raise ValueError("feature masks must have the labels' shape")
+    masks = [plane_slabs(f, slab_voxels).rechunk(lab_slabs.chunks) for f in feats]
     pts = np.zeros((0, 3), np.int64) if points is None else np.asarray(points, np.int64)
     if not masks:
         return np.zeros(0, np.uint64), np.zeros((0, 0)), np.zeros((len(pts), 0))

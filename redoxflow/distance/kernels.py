@@ -331,8 +331,8 @@ def _label_range(labels):  # pragma: no cover - compiled
                 hi = v
             found = True
     if not found:
-        return 1, 0
-    return int(lo), int(hi)
+        return np.int64(1), np.int64(0)
+    return np.int64(lo), np.int64(hi)  # (int() of a uint64 gives a float in numba)
 
 
 def _run_slab(mask, z0, below, above, spacing, need, labels, lo, minima, seen, pts, at, out):

@@ -36,6 +36,14 @@ FIGURES = ("density.png", "histograms.png", "orientation.png", "time_series.png"
            "cell.png", "cell_orbit.gif", "sphericity.png", "blockage.png", "microstructure.png")
 
 
+def _refuse_existing_page(out: Path, overwrite: bool) -> None:
+    """The page and its figures are replaced only with ``overwrite``."""
+    taken = [p for p in [out, *(out.parent / "figures" / n for n in FIGURES)] if p.exists()]
+    if taken and not overwrite:
+        raise StoreExistsError(f"{taken[0]} exists: pass overwrite=True (--overwrite) or "
+                               "choose another --out folder")
+
+
 def _table(frame, sortable=False) -> str:
     cls = ' class="sortable"' if sortable else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in [frame.index.name or "", *frame.columns])
@@ -122,9 +130,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         raise InputError(f"{results} is not an analysis result (no summary group)")
     folder = results.parent
     out = Path(out) if out else folder / "report.html"
-    if out.exists() and not overwrite:
-        raise StoreExistsError(f"{out} exists: pass overwrite=True (--overwrite) or choose "
-                               "another --out")
+    _refuse_existing_page(out, overwrite)
     figs = out.parent / "figures"  # next to the page, whose <img> links point there
     figs.mkdir(parents=True, exist_ok=True)
     sections, notes = [], []
@@ -241,9 +247,7 @@ def _microstructure_page(ds, source: Path, out: Path, overwrite: bool) -> Path:
 
     if "volume_fraction" not in ds or "phase" not in ds.dims:
         raise InputError(f"{source} is neither an analysis nor a microstructure result")
-    if out.exists() and not overwrite:
-        raise StoreExistsError(f"{out} exists: pass overwrite=True (--overwrite) or choose "
-                               "another --out")
+    _refuse_existing_page(out, overwrite)
     figs = out.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     cols = {f"{head} ({ds[n].attrs.get('units', '')})": ds[n].values

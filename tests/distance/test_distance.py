@@ -82,3 +82,14 @@ def test_min_distance_per_label_sparse_ids_and_empty_feature(rng, chunks):
     ref = ndimage.minimum(field, labels, index=np.arange(1, n + 1))
     np.testing.assert_allclose(dist[:, 0], ref[np.argsort(ids[1:])], rtol=1e-12)
     assert np.isinf(dist[:, 1]).all()
+
+
+def test_min_distance_per_label_takes_uint64_labels(rng):
+    """The labeler's dtype beyond 2**32 - 1 components (numba turned the id range into
+    floats for uint64)."""
+    walls = _walls(rng)
+    labels, n = ndimage.label((rng.random(walls.shape) < 0.05) & ~walls)
+    ids, dist, _ = min_distance_per_label(labels.astype(np.uint64), [walls])
+    field = ndimage.distance_transform_edt(~walls)
+    np.testing.assert_array_equal(ids, np.arange(1, n + 1))
+    np.testing.assert_allclose(dist[:, 0], ndimage.minimum(field, labels, np.arange(1, n + 1)))

@@ -135,7 +135,7 @@ def test_report_without_bubbles_or_groups_says_so(tmp_path):
     tree = xr.open_datatree(tmp_path / "results.zarr", engine="zarr", consolidated=False)
     partial = xr.DataTree.from_dict({"summary": tree["summary"].to_dataset()})
     partial.to_zarr(tmp_path / "partial.zarr", consolidated=False)
-    page = viz.report(tmp_path / "partial.zarr", tmp_path / "p.html").read_text()
+    page = viz.report(tmp_path / "partial.zarr", tmp_path / "p" / "p.html").read_text()
     assert "No bubbles were kept" in page and "bubble_volume_fraction" in page
     with pytest.raises(InputError, match="does not exist"):
         viz.report(tmp_path / "nope.zarr")
@@ -148,14 +148,14 @@ def test_cli_report(analysed):
 
     _, out, _ = analysed
     res = CliRunner().invoke(main, ["report", str(out / "results.zarr"), "--no-3d",
-                                    "--out", str(out / "r2.html")])
+                                    "--out", str(out / "r2" / "r2.html")])
     assert res.exit_code == 0, res.output
-    assert (out / "r2.html").exists()
+    assert (out / "r2" / "r2.html").exists()
     again = CliRunner().invoke(main, ["report", str(out / "results.zarr"), "--no-3d",
-                                      "--out", str(out / "r2.html")])
-    assert again.exit_code == 2 and "--overwrite" in again.output  # never replaced silently
+                                      "--out", str(out / "r2" / "other.html")])
+    assert again.exit_code == 2 and "density.png exists" in again.output  # figures too
     forced = CliRunner().invoke(main, ["report", str(out / "results.zarr"), "--no-3d",
-                                       "--out", str(out / "r2.html"), "--overwrite"])
+                                       "--out", str(out / "r2" / "r2.html"), "--overwrite"])
     assert forced.exit_code == 0, forced.output
     bad = CliRunner().invoke(main, ["report", str(out / "missing.zarr")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
