@@ -160,16 +160,19 @@ def _label_bubbles(bubbles, spacing, acfg, scratch: Path, progress: bool, backen
                    connectivity: Connectivity):
     """Label the cleaned bubbles into ``scratch/labels.zarr`` -> (dask labels, count).
 
-    Exact chunked labeling, or (``split_touching``) the in-memory watershed split.
+    Exact chunked labeling, or (``split_touching``) the watershed split, block by block with
+    a halo (never the whole mask in memory).
     """
     import dask.array as da
 
     store = scratch / "labels.zarr"
     if acfg.split_touching:
-        split, n = split_touching(bubbles.compute(), spacing=spacing,
+        split, n = split_touching(bubbles, spacing=spacing,
                                   min_distance=acfg.split_min_distance, h=acfg.split_h)
-        written = write_dask(da.from_array(split, chunks=bubbles.chunks), store,
-                             voxel_size=spacing, kind="labels", overwrite=True, levels=1)
+        if not hasattr(split, "dask"):
+            split = da.from_array(split, chunks=bubbles.chunks)
+        written = write_dask(split, store, voxel_size=spacing, kind="labels", overwrite=True,
+                             levels=1)
     else:
         written, n = label(bubbles, connectivity=connectivity, out=store, voxel_size=spacing,
                            overwrite=True, progress=progress, backend=backend)
