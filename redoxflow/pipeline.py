@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .analysis import analyze
+from .analysis.results import scratch_in_use
 from .common.atomic import atomic_file, is_store
 from .config import Config
 from .errors import InputError
@@ -280,7 +281,7 @@ def clear_outputs(out: Path) -> list[str]:
     ours = [out / n for n in ARTIFACTS if n != "figures"]
     ours += [out / f".{n}.partial" for n in ARTIFACTS]
     ours += [out / "figures" / n for n in FIGURES]
-    ours += sorted(out.glob(".redoxflow-scratch-*"))
+    ours += [p for p in sorted(out.glob(".redoxflow-scratch-*")) if not scratch_in_use(p)]
     for path in ours:
         if path.suffix == ".zarr" and path.exists() and not is_store(path):
             raise InputError(f"{path} is not a Zarr store: refusing to clear {out}; choose "

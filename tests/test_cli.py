@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -169,7 +170,13 @@ def test_demo_overwrite_clears_only_its_own_outputs(tmp_path):
     (p / "figures").mkdir()
     (p / "figures" / "density.png").write_bytes(b"png")
     (p / "figures" / "my_plot.png").write_bytes(b"mine")
-    assert sorted(clear_outputs(p)) == ["figures/density.png", "summary.json"]
+    live, dead = p / ".redoxflow-scratch-live", p / ".redoxflow-scratch-dead"
+    for folder, pid in ((live, os.getpid()), (dead, 2**22 + 12345)):  # a pid no one holds
+        folder.mkdir()
+        (folder / "owner.pid").write_text(str(pid))
+    assert sorted(clear_outputs(p)) == [".redoxflow-scratch-dead", "figures/density.png",
+                                        "summary.json"]
+    assert live.exists()  # a running analysis keeps its scratch
     assert (p / "data" / "scan.raw").read_text() == "x"
     assert (p / "figures" / "my_plot.png").exists()
 

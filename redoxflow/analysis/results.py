@@ -97,6 +97,7 @@ def _vlen_strings(ds):
 
 
 SCRATCH_PREFIX = ".redoxflow-scratch-"
+OWNER = "owner.pid"
 
 
 def scratch_dir(out: str | os.PathLike | None) -> tempfile.TemporaryDirectory | Path:
@@ -128,4 +129,23 @@ def scratch_dir(out: str | os.PathLike | None) -> tempfile.TemporaryDirectory | 
     if out is None:
         return tempfile.TemporaryDirectory(prefix="redoxflow-")
     Path(out).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=out))
+    path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=out))
+    (path / OWNER).write_text(str(os.getpid()))  # a live owner keeps it (see scratch_in_use)
+    return path
+
+
+def scratch_in_use(path: str | os.PathLike) -> bool:
+    """True while the process that made a scratch folder is alive.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> scratch_in_use(scratch_dir(tempfile.mkdtemp()))
+    True
+    """
+    try:
+        pid = int((Path(path) / OWNER).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
