@@ -412,8 +412,9 @@ def write_dask(
         targets = [_companion_array(tmp / name, a, cfg) for name, a in extra.items()]
         store_blocks([array, *extra.values()], [arrays[0], *targets], done, progress,
                      f"write {Path(store).name}")
-        for level in range(1, len(shapes)):
-            _downsample_level(arrays[level - 1], arrays[level], (), kind)
+        for level in range(1, len(shapes)):  # each time step of a series on its own
+            for index in np.ndindex(*array.shape[:-3]):
+                _downsample_level(arrays[level - 1], arrays[level], index, kind)
         _write_attrs(group, store, array.shape, vsize, len(shapes), kind, description, cfg,
                      attrs or {})
         if done is not None:  # complete: the resume bookkeeping goes

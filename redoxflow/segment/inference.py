@@ -427,6 +427,20 @@ def _axis_prediction(vol, blob, perm, *, slab: int, context: int, result: Output
     return probs.transpose(0, *(i + 1 for i in inverse))
 
 
+def _segment_series(series, model, *, out, overwrite, progress, config, **options):
+    """Segment each step of a (t, z, y, x) volume lazily; write one 4D class store."""
+    import dask.array as da
+
+    steps = [segment(series.data[t], model, out=None, progress=False, **options)
+             for t in range(series.data.shape[0])]
+    classes = da.stack([s if hasattr(s, "dask") else da.from_array(s) for s in steps])
+    if out is None:
+        return classes
+    return write_dask(classes, out, voxel_size=series.voxel_size, kind="classes",
+                      overwrite=overwrite, config=config, progress=progress,
+                      description=f"{model} (a series of {len(steps)} steps)")
+
+
 def segment(
     volume: Any,
     model: str | os.PathLike = "builtin",
@@ -508,6 +522,12 @@ def segment(
     if batch_size < 1 or (slab is not None and slab < 1) or (tile is not None and tile < 1):
         raise InputError(f"batch_size {batch_size}, slab {slab} and tile {tile} must be "
                          "positive integers")
+    series = as_volume(volume, what="segment's volume", ndim=(3, 4))
+    if series.data.ndim == 4:  # a time series: each step on its own, one 4D class store
+        return _segment_series(series, model, out=out, overwrite=overwrite, progress=progress,
+                               config=config, tile=tile, overlap=overlap,
+                               batch_size=batch_size, mode=mode, slab=slab,
+                               triplanar=triplanar, device=device, nan_policy=nan_policy)
     if str(model) == "classical":
         return classical_segment(volume, out=out, overwrite=overwrite, progress=progress,
                                  config=config)
