@@ -190,17 +190,25 @@ def _backend_option(fn):
                         help="numpy (CPU, cc3d) or cupy (the workers' GPUs).")(fn)
 
 
+def _per_step(value, spec: str = "") -> str:
+    """A number, or a series' numbers per time step."""
+    if isinstance(value, list):
+        return "[" + ", ".join(format(v, spec) for v in value) + "] (per time step)"
+    return format(value, spec)
+
+
 def _summarise(summary: dict) -> None:
     t = summary["timings_s"]
     click.echo(
-        f"Done. {summary['n_components']} bubble components labelled, "
-        f"{summary['n_bubbles_cell']} kept in the cell, {summary['n_bubbles']} kept in the "
-        f"negative electrode ({summary['bubble_volume_negative']:.4g} "
+        f"Done. {_per_step(summary['n_components'])} bubble components labelled, "
+        f"{_per_step(summary['n_bubbles_cell'])} kept in the cell, "
+        f"{_per_step(summary['n_bubbles'])} kept in the negative electrode "
+        f"({_per_step(summary['bubble_volume_negative'], '.4g')} "
         f"{summary['volume_unit']}) in a {'x'.join(map(str, summary['shape']))} volume at "
         f"{summary['voxel_size_um']} um; stages: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()) + ". "
-        f"R_bv (negative electrode) {summary['bubble_volume_fraction']:.4g}, blocked membrane "
-        f"fraction {summary['membrane_blocked_fraction']:.4g}.\n"
+        f"R_bv (negative electrode) {_per_step(summary['bubble_volume_fraction'], '.4g')}, "
+        f"blocked membrane fraction {_per_step(summary['membrane_blocked_fraction'], '.4g')}.\n"
         + ("Segmentation F1 against the phantom's ground truth: "
            + ", ".join(f"{k} {v:.3f}" for k, v in summary["segmentation_f1"].items()) + ".\n"
            if summary.get("segmentation_f1") else "")

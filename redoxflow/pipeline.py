@@ -134,14 +134,10 @@ def _score(run: Run) -> None:
 
 
 def _classes(run: Run):
-    classes = open_volume(run.path("classes.zarr"))
-    if classes.ndim != 3:
-        raise InputError("4D class volumes are not supported by `run` yet: run one time step")
-    return classes
+    return open_volume(run.path("classes.zarr"))
 
 
 def _analyze(run: Run) -> None:
-    _classes(run)  # refuse a 4D class volume before any work
     side = run.cfg.analyze.negative_side or ("high" if run.synthetic else None)
     analyze(run.path("classes.zarr"), config=run.cfg, negative_side=side, out=run.out,
             overwrite=True, csv=True, table=True, progress=run.progress)
@@ -228,12 +224,12 @@ def _summary(run: Run) -> dict[str, Any]:
         "report": str(report_path.absolute()) if report_path.exists() else None,
         "shape": list(classes.shape),
         "voxel_size_um": list(classes.attrs["voxel_size"]),
-        **{name: int(summary[name]) for name in COUNTS},
-        "bubble_volume_negative": float(summary["bubble_volume"]),
+        **{name: _number(summary[name], int) for name in COUNTS},
+        "bubble_volume_negative": _number(summary["bubble_volume"]),
         "volume_unit": f"{tree.attrs.get('unit', 'micrometer')}^3",
         "class_voxels": np.asarray(counts).tolist(),
-        "bubble_volume_fraction": float(summary["bubble_volume_fraction"]),
-        "membrane_blocked_fraction": float(summary["membrane_blocked_fraction"]),
+        "bubble_volume_fraction": _number(summary["bubble_volume_fraction"]),
+        "membrane_blocked_fraction": _number(summary["membrane_blocked_fraction"]),
         "segmentation_f1": json.loads(scores_path.read_text()) if scores_path.exists() else None,
         "timings_s": {k: round(v, 3) for k, v in run.timings.items()},
         "stages": dict(run.stages),
@@ -299,6 +295,12 @@ def clear_outputs(out: Path) -> list[str]:
     if figures.is_dir() and not any(figures.iterdir()):
         figures.rmdir()
     return removed
+
+
+def _number(var, kind=float):
+    """A summary value: a number, or one per time step of a series."""
+    values = np.asarray(var)
+    return kind(values) if values.ndim == 0 else [kind(v) for v in values]
 
 
 def check_paths(cfg: Config) -> Path:

@@ -64,6 +64,8 @@ def density_maps(density, *, region: str | None = None, cmap: str = "viridis"):
             data, label = density[name].sel(region=pick), f"{plane.upper()} ({pick})"
         else:
             data, label = density[f"{plane}_unmasked"], f"{plane.upper()} (whole volume)"
+        if "time" in data.dims:  # a series: the mean over its time steps
+            data, label = data.mean("time"), f"{label}, mean over time"
         dims = data.dims
         img = data.transpose(dims[0], dims[1]).values
         extent = [float(density[dims[1]].min()), float(density[dims[1]].max()),
