@@ -278,6 +278,7 @@ def clear_outputs(out: Path) -> list[str]:
     ours += [out / f".{n}.partial" for n in ARTIFACTS]
     ours += [out / "figures" / n for n in FIGURES]
     ours += [p for p in sorted(out.glob(".redoxflow-scratch-*")) if not scratch_in_use(p)]
+    ours += sorted(out.glob("bubble_labels/t[0-9][0-9][0-9][0-9].zarr"))  # a series' labels
     for path in ours:
         if path.suffix == ".zarr" and path.exists() and not is_store(path):
             raise InputError(f"{path} is not a Zarr store: refusing to clear {out}; choose "
@@ -291,9 +292,9 @@ def clear_outputs(out: Path) -> list[str]:
         else:
             continue
         removed.append(str(path.relative_to(out)))
-    figures = out / "figures"
-    if figures.is_dir() and not any(figures.iterdir()):
-        figures.rmdir()
+    for folder in (out / "figures", out / "bubble_labels"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return removed
 
 

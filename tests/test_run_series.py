@@ -31,5 +31,8 @@ def test_run_takes_a_series(tmp_path):
     results = xr.open_datatree(tmp_path / "out" / "results.zarr", engine="zarr",
                                consolidated=False)
     assert results["summary/n_bubbles"].sizes["time"] == 2 and "tracks" in results.children
+    for t in range(2):  # each step's labels are kept (the ids of its rows of the table)
+        step = rf.open_volume(tmp_path / "out" / "bubble_labels" / f"t{t:04d}.zarr")
+        assert int(step.data.max()) >= summary["n_bubbles_cell"][t]
     page = (tmp_path / "out" / "report.html").read_text()
     assert "Time series" in page

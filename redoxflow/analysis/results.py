@@ -35,7 +35,9 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     netcdf, csv, table : bool
         Also write ``results.nc`` / ``bubbles.csv`` / ``bubbles.nc``.
     labels : path, optional
-        The analysis' label store (in its scratch folder), moved to ``bubble_labels.zarr``.
+        The analysis' label store (in its scratch folder), moved to ``bubble_labels.zarr``;
+        for a series, the steps' stores beside it (``tNNNN/labels.zarr``) are moved to
+        ``bubble_labels/tNNNN.zarr``.
 
     Returns
     -------
@@ -52,8 +54,13 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if labels is not None and Path(labels).exists():  # the analysis labels (ids of the bubble table), kept for pictures
-        target = out / "bubble_labels.zarr"
+    moves = {}  # the analysis labels (ids of the bubble table), kept for pictures
+    if labels is not None and Path(labels).exists():
+        moves[Path(labels)] = out / "bubble_labels.zarr"
+    elif labels is not None:  # a series: one label store per time step
+        for step in sorted(Path(labels).parent.glob("t[0-9][0-9][0-9][0-9]/labels.zarr")):
+            moves[step] = out / "bubble_labels" / f"{step.parent.name}.zarr"
+    for source, target in moves.items():
         if target.exists():
             if not overwrite:
                 raise StoreExistsError(f"{target} exists: pass overwrite=True (--overwrite) or "
@@ -62,7 +69,8 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
                 raise StoreExistsError(f"{target} exists and is not a Zarr store: refusing to "
                                        "replace it; choose another output directory")
             shutil.rmtree(target)
-        Path(labels).rename(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(target)
     if netcdf:
         with atomic_file(out / "results.nc", overwrite=overwrite) as part:
             tree.to_netcdf(part, engine="h5netcdf", encoding={
