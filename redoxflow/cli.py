@@ -358,12 +358,14 @@ def analyze(classes, out, negative_side, compat, voxel_size, split_touching, net
               help="Also write an orbit GIF of the cell with this many frames.")
 @click.option("--no-3d", is_flag=True, help="Skip the pyvista scenes (plots only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report and its figures.")
+@click.option("--step", type=int, help="For a series: the time step of the 3D scenes "
+                                       "(default: the last).")
 @user_errors
-def report(results, out, orbit_frames, no_3d, overwrite):
+def report(results, out, orbit_frames, no_3d, overwrite, step):
     """Write a self-contained HTML report (and PNGs) of RESULTS.zarr."""
 
     path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames,
-                       overwrite=overwrite)
+                       overwrite=overwrite, step=step)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
 
 

@@ -35,4 +35,9 @@ def test_run_takes_a_series(tmp_path):
         step = rf.open_volume(tmp_path / "out" / "bubble_labels" / f"t{t:04d}.zarr")
         assert int(step.data.max()) >= summary["n_bubbles_cell"][t]
     page = (tmp_path / "out" / "report.html").read_text()
-    assert "Time series" in page
+    assert "Time series" in page and "Time step 1 of 2" in page  # the last step's scenes
+    assert "Bubbles by sphericity" in page and "3D scenes: failed" not in page
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "out" / "results.zarr"),
+                                    "--step", "0", "--out", str(tmp_path / "r0" / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "Time step 0 of 2" in (tmp_path / "r0" / "r.html").read_text()

@@ -13,6 +13,7 @@ import numpy as np
 from ..common.atomic import atomic_file
 from ..common.tables import bubble_frame
 from ..errors import InputError, StoreExistsError, require
+from ..io.store import open_volume
 from . import plots, scene
 
 SORT_JS = """<script>
@@ -68,7 +69,7 @@ def _embed(path: Path) -> str:
 
 def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
            render_3d: bool = True, orbit_frames: int = 0, progress: bool = False,
-           overwrite: bool = False) -> Path:
+           overwrite: bool = False, step: int | None = None) -> Path:
     """Write ``report.html`` next to ``results.zarr`` (or at ``out``) and its PNGs under
     ``figures/`` beside it.
 
@@ -91,6 +92,8 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         Not used (no step of the report reports progress).
     overwrite : bool
         Replace an existing page (and its figures); refused otherwise, before any work.
+    step : int, optional
+        For a series: the time step of the 3D scenes (default: the last).
 
     Returns
     -------
@@ -161,7 +164,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         if n_bubbles:
             figure("tracks", "Bubble tracks", lambda: plots.tracks_plot(bubbles))
     if render_3d:
-        sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles)
+        sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles, step)
     sample = Path(str(tree.attrs.get("input", results.parent.name))).name or "array"
     made = str(tree.attrs.get("history", "")).split(" ", 1)[0] or "unknown date"
     body = [f"<h1>redoxflow report: {html.escape(sample)}</h1>",
@@ -292,7 +295,8 @@ def _decoded(value):
     return value
 
 
-def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bubbles: int):
+def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bubbles: int,
+            step: int | None = None):
 
     classes = tree.attrs.get("input", "")
     labels = folder / "bubble_labels.zarr"
@@ -300,6 +304,18 @@ def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bu
     if not classes or not Path(classes).exists():
         notes.append("3D scenes: skipped (the class volume is not a store on disk)")
         return out
+    bubbles = tree["bubbles"].to_dataset() if "bubbles" in tree.children else None
+    blocking = tree["blockage/contact_bubble"].values if "blockage" in tree.children else []
+    if "time" in tree["summary"].dims:  # a series: the scenes of one step
+        n_steps = tree["summary"].sizes["time"]
+        t = n_steps - 1 if step is None else step
+        if not 0 <= t < n_steps:
+            raise InputError(f"step {t} is not in the series (0-{n_steps - 1})")
+        classes = open_volume(classes).isel(t=t)
+        labels = folder / "bubble_labels" / f"t{t:04d}.zarr"
+        bubbles = bubbles.isel(bubble=np.flatnonzero(bubbles["time"].values == t))
+        n_bubbles, blocking = bubbles.sizes["bubble"], []
+        out.append(f"<h3>Time step {t} of {n_steps}</h3>")
     try:
         scene.screenshot(scene.scene_cell(classes), figs / "cell.png")
         out.append(f"<h3>Segmented cell</h3>{_embed(figs / 'cell.png')}")
@@ -307,13 +323,11 @@ def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bu
             scene.orbit(scene.scene_cell(classes), figs / "cell_orbit.gif", frames=orbit_frames)
             out.append(f"<h3>Orbit</h3>{_embed(figs / 'cell_orbit.gif')}")
         if labels.exists() and n_bubbles:
-            bubbles = tree["bubbles"].to_dataset()
             scene.screenshot(scene.scene_property(str(labels), bubbles, "sphericity",
                                                   classes=classes), figs / "sphericity.png")
             out.append(f"<h3>Bubbles by sphericity</h3>{_embed(figs / 'sphericity.png')}")
-            ids = tree["blockage/contact_bubble"].values if "blockage" in tree.children else []
-            if len(ids):
-                scene.screenshot(scene.scene_blockage(classes, str(labels), ids),
+            if len(blocking):
+                scene.screenshot(scene.scene_blockage(classes, str(labels), blocking),
                                  figs / "blockage.png")
                 out.append(f"<h3>Membrane-blocking bubbles</h3>{_embed(figs / 'blockage.png')}")
         else:
