@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from ..common.atomic import atomic_file, atomic_store, is_store
+from ..common.atomic import atomic_file, atomic_store, move_store
 from ..common.tables import bubble_frame
-from ..errors import StoreExistsError
 
 
 def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
@@ -61,16 +59,7 @@ def write_results(tree, out: str | os.PathLike, *, overwrite: bool = False,
         for step in sorted(Path(labels).parent.glob("t[0-9][0-9][0-9][0-9]/labels.zarr")):
             moves[step] = out / "bubble_labels" / f"{step.parent.name}.zarr"
     for source, target in moves.items():
-        if target.exists():
-            if not overwrite:
-                raise StoreExistsError(f"{target} exists: pass overwrite=True (--overwrite) or "
-                                       "choose another output directory")
-            if not is_store(target):
-                raise StoreExistsError(f"{target} exists and is not a Zarr store: refusing to "
-                                       "replace it; choose another output directory")
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        source.rename(target)
+        move_store(source, target, overwrite=overwrite)
     if netcdf:
         with atomic_file(out / "results.nc", overwrite=overwrite) as part:
             tree.to_netcdf(part, engine="h5netcdf", encoding={

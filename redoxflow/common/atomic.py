@@ -98,13 +98,38 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
             shutil.rmtree(tmp, ignore_errors=True)
         _no_space(exc, dest)
         raise
+    _swap_in(tmp, dest)
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Rename ``tmp`` to ``dest``, an existing ``dest`` moved aside first and then removed."""
     old = None
     if dest.exists():
-        old = parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
         dest.rename(old)
     tmp.rename(dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def move_store(source: str | os.PathLike, store: str | os.PathLike, *,
+               overwrite: bool = False) -> Path:
+    """Move a complete store (e.g. from a scratch folder) to ``store``, with the rules of
+    :func:`atomic_store`: an existing store is replaced only with ``overwrite``, a path that
+    is not a Zarr store never.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "s.zarr").mkdir(); _ = (root / "s.zarr" / "zarr.json").write_text("{}")
+    >>> move_store(root / "s.zarr", root / "out" / "t.zarr").name
+    't.zarr'
+    """
+    dest = Path(store).absolute()
+    _prepare(dest, overwrite, is_store, "Zarr store")
+    _swap_in(Path(source), dest)
+    return dest
 
 
 @contextlib.contextmanager
