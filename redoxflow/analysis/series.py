@@ -105,6 +105,8 @@ def _series_tree(trees, tracked, track_ids):
     out = xr.DataTree.from_dict({"summary": summary, "bubbles": bubbles, "density": density,
                                  "blockage": blockage, "tracks": tracks})
     out.attrs["timings_s"] = json.dumps([json.loads(tr.attrs["timings_s"]) for tr in trees])
+    out.attrs["class_voxels"] = np.sum([tr.attrs["class_voxels"] for tr in trees],
+                                       axis=0).tolist()
     out.attrs["input_checksum"] = "blake2b:" + combine_digests(
         [tr.attrs["input_checksum"] for tr in trees])
     return out

@@ -72,8 +72,8 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     -------
     xarray.DataTree
         Groups ``summary``, ``bubbles`` (kept), ``components`` (every labelled component,
-        with ``kept`` and ``removed_by``), ``density``, ``blockage``; attrs ``timings_s``
-        and ``input_checksum``.
+        with ``kept`` and ``removed_by``), ``density``, ``blockage``; attrs ``timings_s``,
+        ``input_checksum`` and ``class_voxels`` (voxels per class id, from pass 1).
 
     Examples
     --------
@@ -134,6 +134,7 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     tree.attrs["timings_s"] = json.dumps(phase.times)
     tree.attrs["connectivity"] = 26 if compat else connectivity
     tree.attrs["input_checksum"] = "blake2b:" + maps["checksum"]
+    tree.attrs["class_voxels"] = [int(c) for c in maps["counts"]]  # voxels per class id
     return tree
 
 
