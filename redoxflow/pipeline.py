@@ -8,8 +8,10 @@ complete), so a rerun after a crash resumes where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +23,11 @@ import xarray as xr
 
 from .analysis import analyze
 from .analysis.results import scratch_in_use
-from .common.atomic import atomic_file, is_store
+from .common.atomic import atomic_file, is_store, move_store
 from .config import Config
 from .errors import InputError
 from .io import detect_kind, ingest, open_source, open_volume
+from .io.metadata import image_label, labels_group
 from .segment import evaluate, segment
 from .synthetic import make_phantom
 from .viz import report
@@ -59,6 +62,7 @@ class Run:
     phantom: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     stages: dict[str, str] = field(default_factory=dict)  # what became of each stage
+    bar: Any = None  # the running stage's StageBar (stages may add steps of their own)
 
     @property
     def synthetic(self) -> bool:
@@ -104,11 +108,11 @@ def _ingest_target(run: Run) -> str:
 def _ingest(run: Run) -> None:
     if run.synthetic:
         ingest(run.phantom.image, run.path("raw.zarr"), voxel_size=run.phantom.voxel_size,
-               kind="intensity", config=run.cfg, progress=run.progress)
+               kind="intensity", config=run.cfg, progress=False)
         return
     ingest(run.cfg.input.source, run.path(_ingest_target(run)),
            voxel_size=run.cfg.input.voxel_size, kind=input_kind(run.cfg), config=run.cfg,
-           progress=run.progress)
+           progress=False)
 
 
 def _segment(run: Run) -> None:
@@ -118,12 +122,12 @@ def _segment(run: Run) -> None:
             raise InputError("the input holds grey levels but segment.model is 'skip': set "
                              "segment.model to builtin, classical or a checkpoint path")
         ingest(run.phantom.classes, run.path("classes.zarr"), voxel_size=run.phantom.voxel_size,
-               kind="classes", config=run.cfg, progress=run.progress)
+               kind="classes", config=run.cfg, progress=False)
         return
     segment(run.path("raw.zarr"), seg.model, out=run.path("classes.zarr"), tile=seg.tile,
             overlap=seg.overlap, batch_size=seg.batch_size, mode=seg.mode, slab=seg.slab,
             triplanar=seg.triplanar, probabilities=seg.probabilities, device=seg.device,
-            nan_policy=seg.nan_policy, progress=run.progress, config=run.cfg)
+            nan_policy=seg.nan_policy, progress=False, config=run.cfg)
 
 
 def _score(run: Run) -> None:
@@ -140,12 +144,12 @@ def _classes(run: Run):
 def _analyze(run: Run) -> None:
     side = run.cfg.analyze.negative_side or ("high" if run.synthetic else None)
     analyze(run.path("classes.zarr"), config=run.cfg, negative_side=side, out=run.out,
-            overwrite=True, csv=True, table=True, progress=run.progress)
+            overwrite=True, csv=True, table=True, progress=False)
 
 
 def _report(run: Run) -> None:
     report(run.path("results.zarr"), run.path("report.html"),
-           orbit_frames=run.cfg.output.orbit_frames)
+           orbit_frames=run.cfg.output.orbit_frames, progress=run.bar or False)
 
 
 STAGES = (
@@ -158,6 +162,234 @@ STAGES = (
     Stage("analyze", lambda run: "results.zarr", _analyze),  # results.zarr is written last
     Stage("report", lambda run: "report.html", _report, when=lambda run: run.cfg.output.report),
 )
+
+
+class StageBar:
+    """The one progress line of a running stage, named ``[i/n] stage``.
+
+    It counts the dask tasks the stage runs (on the active distributed client through a
+    scheduler plugin, else through a local-scheduler callback) plus the steps a stage adds
+    itself (:meth:`add`, :meth:`update`: the report's figures); the stages' own bars are
+    off, so a run prints one line per stage instead of one unnamed bar per dask compute.
+    Closed, the line says ``done in N s``.
+
+    Examples
+    --------
+    >>> with StageBar("[1/1] demo", enabled=False) as bar:
+    ...     bar.add(2); bar.update(2)
+    >>> bar.done, bar.total
+    (2, 2)
+    """
+
+    def __init__(self, name: str, *, enabled: bool = True, interval: float = 0.5):
+        self.name, self.enabled, self.interval = name, enabled, interval
+        self.own_total = self.own_done = 0
+        self.tasks = (0, 0)  # dask tasks (total, done) since the stage began
+        self._stop = threading.Event()
+
+    @property
+    def total(self) -> int:
+        return self.own_total + self.tasks[0]
+
+    @property
+    def done(self) -> int:
+        return self.own_done + self.tasks[1]
+
+    def add(self, n: int) -> None:
+        """Announce ``n`` more steps of the stage's own."""
+        self.own_total += n
+
+    def update(self, n: int = 1) -> None:
+        """``n`` of the stage's own steps are done."""
+        self.own_done += n
+
+    def __enter__(self) -> StageBar:
+        self._t0 = time.perf_counter()
+        self._counter = _task_counter()
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=0, desc=self.name, unit="step", file=sys.stderr,
+                             leave=True, mininterval=self.interval, dynamic_ncols=True,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} "
+                                        "steps [{elapsed}]")
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            self.tasks = self._counter.counts()
+        except Exception:  # a client going away mid-poll: keep the last counts
+            pass
+        if self.enabled:
+            self._bar.total, self._bar.n = max(self.total, self.done), self.done
+            self._bar.refresh()
+
+    def __exit__(self, kind, exc, tb) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+        self._refresh()
+        self._counter.close()
+        if self.enabled:
+            what = "failed" if kind else "done"
+            self._bar.bar_format = (f"{{desc}}: {what} in {time.perf_counter() - self._t0:.1f}"
+                                    f" s ({self.done} steps)")
+            self._bar.close()
+
+
+class _LocalTasks:
+    """Task counts of dask's local schedulers (threads, processes, sync)."""
+
+    def __init__(self):
+        from dask.callbacks import Callback
+
+        self.total = self.finished = 0
+
+        def start(dsk, state):
+            self.total += len(state["ready"]) + len(state["waiting"])
+
+        def posttask(key, result, dsk, state, worker_id):
+            self.finished += 1
+
+        self._cb = Callback(start_state=start, posttask=posttask)
+        self._cb.register()
+
+    def counts(self) -> tuple[int, int]:
+        return self.total, self.finished
+
+    def close(self) -> None:
+        self._cb.unregister()
+
+
+class _ClientTasks:
+    """Task counts on a distributed scheduler, from :class:`_SchedulerCounter`."""
+
+    def __init__(self, client):
+        self.client = client
+        client.register_plugin(_scheduler_counter(), name=_COUNTER, idempotent=True)
+        self.start = client.run_on_scheduler(_counter_counts)
+
+    def counts(self) -> tuple[int, int]:
+        now = self.client.run_on_scheduler(_counter_counts)
+        return now[0] - self.start[0], now[1] - self.start[1]
+
+    def close(self) -> None:
+        pass
+
+
+_COUNTER = "redoxflow-stage-progress"
+
+
+def _scheduler_counter():
+    """A scheduler plugin counting tasks that start waiting and that finish."""
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Counter(SchedulerPlugin):
+        name = _COUNTER
+
+        def __init__(self):
+            self.total = self.finished = 0
+
+        def transition(self, key, start, finish, *args, **kwargs):
+            if start == "released" and finish == "waiting":
+                self.total += 1
+            elif start == "processing" and finish in ("memory", "erred"):
+                self.finished += 1
+
+    return Counter()
+
+
+def _counter_counts(dask_scheduler=None) -> tuple[int, int]:
+    plugin = dask_scheduler.plugins.get(_COUNTER)
+    return (plugin.total, plugin.finished) if plugin is not None else (0, 0)
+
+
+def _task_counter():
+    """The counter for where this process computes: the active client, or dask's local
+    schedulers."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return _LocalTasks()
+    try:
+        return _ClientTasks(client)
+    except Exception:  # a scheduler that refuses plugins: the bar shows the stage's own steps
+        return _NoTasks()
+
+
+class _NoTasks:
+    def counts(self) -> tuple[int, int]:
+        return 0, 0
+
+    def close(self) -> None:
+        pass
+
+
+#: the label images of raw.zarr: their name under ``raw.zarr/labels/`` and the name under
+#: the output folder by which every stage and reader opens them (a relative symlink)
+LABEL_STORES = {"classes": "classes.zarr", "bubbles": "bubble_labels.zarr"}
+
+
+def adopt_labels(out: Path) -> list[str]:
+    """Make the class and bubble label stores OME-Zarr 0.5 labels of ``raw.zarr``.
+
+    When the run has a grey-level image ``OUT/raw.zarr``, each label store of the same shape
+    is moved (a rename: nothing is copied) to ``raw.zarr/labels/NAME`` with its
+    ``image-label`` pointing at the image, the ``labels`` group lists them, and the old
+    name ``OUT/classes.zarr`` / ``OUT/bubble_labels.zarr`` becomes a relative symlink to it,
+    so every stage and reader opens it as before and ``raw.zarr`` alone is the image with
+    its labels (napari-ome-zarr overlays them). Without ``raw.zarr`` (a class input) or
+    for a series' per-step labels, the stores stay standalone. Idempotent: run after every
+    stage, it also completes an adoption interrupted between the move and the link.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The output folder.
+
+    Returns
+    -------
+    list of str
+        The names now under ``raw.zarr/labels/``.
+    """
+    import zarr
+
+    for store in LABEL_STORES.values():  # links whose label went (raw.zarr removed, or
+        # swapped aside by an atomic replace) would block writing the store anew
+        for link in [out / store, *out.glob(f".{store}.old-*")]:
+            if link.is_symlink() and (link.name != store or not link.exists()):
+                link.unlink()
+    raw = out / "raw.zarr"
+    if not is_store(raw) or not is_store(raw / "0"):
+        return []
+    shape = zarr.open_array(str(raw / "0"), mode="r").shape
+    folder = raw / "labels"
+    for name, store in LABEL_STORES.items():
+        link, target = out / store, folder / name
+        if link.is_symlink():
+            continue
+        if is_store(link) and zarr.open_array(str(link / "0"), mode="r").shape == shape:
+            move_store(link, target, overwrite=True)  # a stale label of an earlier run goes
+            group = zarr.open_group(str(target), mode="r+")
+            ome = dict(group.attrs["ome"])
+            kind = group.attrs.get("redoxflow", {}).get("kind", "labels")
+            ome["image-label"] = {**ome.get("image-label", image_label(kind)),
+                                  "source": {"image": "../../"}}
+            group.attrs["ome"] = ome
+        if is_store(target) and not link.exists():
+            link.symlink_to(os.path.relpath(target, out), target_is_directory=True)
+    present = [n for n in LABEL_STORES if is_store(folder / n)]
+    if present:
+        zarr.open_group(str(folder), mode="a", zarr_format=3).attrs["ome"] = labels_group(present)
+    return present
 
 
 def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[str, Any]:
@@ -184,6 +416,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
         clear_outputs(run.out)
     run.out.mkdir(parents=True, exist_ok=True)
     _check_same_run(run)
+    adopt_labels(run.out)  # completes one interrupted by a crash
     if run.synthetic:
         run.phantom = make_phantom(tuple(cfg.input.shape), seed=cfg.input.seed,
                                    voxel_size=cfg.input.voxel_size or 10.0)
@@ -195,14 +428,18 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
         elif run.path(stage.artifact(run)).exists():
             run.stages[stage.name] = f"skipped: {stage.artifact(run)} is complete"
         else:
-            if progress:
-                print(f"{step} ...", file=sys.stderr, flush=True)
-            stage.run(run)
+            with StageBar(step, enabled=progress) as run.bar:
+                stage.run(run)
             run.stages[stage.name] = "done"
+            run.bar = None
+        adopt_labels(run.out)
         run.timings[stage.name] = time.perf_counter() - t0
-        if progress:
-            print(f"{step}: {run.stages[stage.name]} ({run.timings[stage.name]:.1f} s)",
-                  file=sys.stderr, flush=True)
+        if progress and run.stages[stage.name] != "done":  # a done stage's bar said so
+            print(f"{step}: {run.stages[stage.name]}", file=sys.stderr, flush=True)
+    skipped = [name for name, what in run.stages.items() if what.startswith("skipped")]
+    if progress and skipped:
+        print(f"skipped as complete: {', '.join(skipped)} (their outputs exist; pass "
+              "--overwrite to run them again)", file=sys.stderr, flush=True)
     summary = _summary(run)
     with atomic_file(run.path("summary.json")) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))

@@ -33,15 +33,28 @@ def image_label(kind: str, source_image: str | None = None) -> dict:
     >>> meta["colors"][1], meta["properties"][1]
     ({'label-value': 1, 'rgba': [230, 25, 25, 255]}, {'label-value': 1, 'class': 'bubble'})
     >>> image_label("labels", "../../")
-    {'version': '0.5', 'source': {'image': '../../'}}
+    {'version': '0.5', 'colors': [{'label-value': 0, 'rgba': [0, 0, 0, 0]}], 'source': {'image': '../../'}}
     """
     meta: dict[str, Any] = {"version": "0.5"}
     if kind == "classes":
         meta["colors"] = [{"label-value": v, "rgba": c} for v, c in CLASS_RGBA.items()]
         meta["properties"] = [{"label-value": v, "class": n} for v, n in CLASS_NAMES.items()]
+    else:  # bubble ids: background transparent; viewers give each id its own colour
+        meta["colors"] = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
     if source_image is not None:
         meta["source"] = {"image": source_image}
     return meta
+
+
+def labels_group(names: Sequence[str]) -> dict:
+    """The ``ome`` block of an image's ``labels`` group, listing its label images.
+
+    Examples
+    --------
+    >>> labels_group(["classes", "bubbles"])
+    {'version': '0.5', 'labels': ['classes', 'bubbles']}
+    """
+    return {"version": "0.5", "labels": list(names)}
 
 
 def ome_metadata(name: str, ndim: int, voxel_size: Sequence[float], n_levels: int,

@@ -88,8 +88,10 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         Add pyvista renders of the cell, the bubbles by sphericity and the blocking bubbles.
     orbit_frames : int
         Also add an orbit GIF of the cell with this many frames (0: none).
-    progress : bool
-        Not used (no step of the report reports progress).
+    progress : bool or StageBar
+        Show a bar named ``report`` of the figures made; or a
+        :class:`redoxflow.pipeline.StageBar` (anything with ``add(n)`` and ``update(n)``)
+        that counts them.
     overwrite : bool
         Replace an existing page (and its figures); refused otherwise, before any work.
     step : int, optional
@@ -150,8 +152,11 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         path = figs / f"{name}.png"
         plots.save(fig, path)
         sections.append(f"<h3>{html.escape(title)}</h3>{_embed(path)}")
+        steps.update(1)
 
     n_bubbles = 0 if bubbles is None else bubbles.sizes.get("bubble", 0)
+    steps = _steps(progress, _planned(density is not None, n_bubbles, "time" in summary.dims,
+                                      render_3d, orbit_frames))
     if density is not None:
         figure("density", "Density maps", lambda: plots.density_maps(density))
     if n_bubbles:
@@ -164,7 +169,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
         if n_bubbles:
             figure("tracks", "Bubble tracks", lambda: plots.tracks_plot(bubbles))
     if render_3d:
-        sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles, step)
+        sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles, step, steps)
     sample = Path(str(tree.attrs.get("input", results.parent.name))).name or "array"
     made = str(tree.attrs.get("history", "")).split(" ", 1)[0] or "unknown date"
     body = [f"<h1>redoxflow report: {html.escape(sample)}</h1>",
@@ -188,7 +193,53 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
            f"{STYLE}</head><body>{''.join(body)}{SORT_JS}</body></html>"
     with atomic_file(out, overwrite=overwrite) as part:
         part.write_text(page)
+    steps.finish()
     return out
+
+
+def _planned(density: bool, n_bubbles: int, series: bool, render_3d: bool,
+             orbit_frames: int) -> int:
+    """How many steps (figures, scenes, the page) the report will take.
+
+    Examples
+    --------
+    >>> _planned(True, 5, False, True, 24)
+    8
+    """
+    figures = density + 2 * bool(n_bubbles) + series * (1 + bool(n_bubbles))
+    scenes = render_3d * (1 + bool(orbit_frames) + 2 * bool(n_bubbles))
+    return figures + scenes + 1
+
+
+class _Steps:
+    """The report's progress: a stage bar's own steps, a bar named ``report``, or nothing."""
+
+    def __init__(self, bar, planned: int):
+        self.bar, self.left = bar, planned
+        if hasattr(bar, "add"):  # a stage bar: these steps join its dask tasks
+            bar.add(planned)
+
+    def update(self, n: int = 1) -> None:
+        n = min(n, self.left)
+        self.left -= n
+        if self.bar is not None and n:
+            self.bar.update(n)
+
+    def finish(self) -> None:
+        """The page is written: the steps skipped (figures without data) count as done."""
+        self.update(self.left)
+        if self.bar is not None and not hasattr(self.bar, "add"):
+            self.bar.close()
+
+
+def _steps(progress, planned: int) -> _Steps:
+    if hasattr(progress, "add") and hasattr(progress, "update"):
+        return _Steps(progress, planned)
+    if progress:
+        from tqdm.auto import tqdm
+
+        return _Steps(tqdm(total=planned, desc="report", unit="figure", leave=False), planned)
+    return _Steps(None, planned)
 
 
 #: summary rows by topic, in this order (others follow, by name)
@@ -296,7 +347,8 @@ def _decoded(value):
 
 
 def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bubbles: int,
-            step: int | None = None):
+            step: int | None = None, steps: _Steps | None = None):
+    steps = steps or _Steps(None, 0)
 
     classes = tree.attrs.get("input", "")
     labels = folder / "bubble_labels.zarr"
@@ -319,17 +371,21 @@ def _scenes(tree, folder: Path, figs: Path, notes: list, orbit_frames: int, n_bu
     try:
         scene.screenshot(scene.scene_cell(classes), figs / "cell.png")
         out.append(f"<h3>Segmented cell</h3>{_embed(figs / 'cell.png')}")
+        steps.update(1)
         if orbit_frames:
             scene.orbit(scene.scene_cell(classes), figs / "cell_orbit.gif", frames=orbit_frames)
             out.append(f"<h3>Orbit</h3>{_embed(figs / 'cell_orbit.gif')}")
+            steps.update(1)
         if labels.exists() and n_bubbles:
             scene.screenshot(scene.scene_property(str(labels), bubbles, "sphericity",
                                                   classes=classes), figs / "sphericity.png")
             out.append(f"<h3>Bubbles by sphericity</h3>{_embed(figs / 'sphericity.png')}")
+            steps.update(1)
             if len(blocking):
                 scene.screenshot(scene.scene_blockage(classes, str(labels), blocking),
                                  figs / "blockage.png")
                 out.append(f"<h3>Membrane-blocking bubbles</h3>{_embed(figs / 'blockage.png')}")
+                steps.update(1)
         else:
             notes.append("bubble renders: skipped (no bubble_labels.zarr or no bubbles)")
     except Exception as exc:  # a render failure must not lose the rest of the report

@@ -383,12 +383,17 @@ def screenshot(plotter, path: str | os.PathLike | None = None) -> np.ndarray:
     return img
 
 
+#: the largest orbit GIF the report embeds (bytes): 1 MiB, about 1.4 MB of base64 in the page
+ORBIT_MAX_BYTES = 2**20
+
+
 def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float = 3.0,
-          elevation: float = 20.0) -> Path:
+          elevation: float = 20.0, max_bytes: int | None = ORBIT_MAX_BYTES) -> Path:
     """Write an orbit animation of a scene (GIF, or MP4 with imageio-ffmpeg).
 
     The camera is raised by ``elevation`` and turned once around; the plotter is closed
-    afterwards and the file written atomically.
+    afterwards and the file written atomically. A GIF larger than ``max_bytes`` is shrunk
+    (frames scaled down by 3/4 at a time, then every other frame dropped) until it fits.
 
     Parameters
     ----------
@@ -402,6 +407,8 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
         Seconds per turn.
     elevation : float
         Camera elevation in degrees.
+    max_bytes : int or None
+        Size cap of a GIF (default :data:`ORBIT_MAX_BYTES`, 1 MiB); None: no cap.
 
     Returns
     -------
@@ -432,7 +439,7 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
         raise InputError(f"{path.name}: orbit writes .gif or .mp4")
     with atomic_file(path) as part:
         if path.suffix.lower() == ".gif":
-            iio.imwrite(part, np.stack(images), duration=duration * 1000 / frames, loop=0)
+            part.write_bytes(_capped_gif(np.stack(images), duration, max_bytes))
         else:
             try:
                 iio.imwrite(part, np.stack(images), fps=frames / duration)
@@ -440,3 +447,27 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
                 raise InputError(f"cannot write MP4 ({exc}); install imageio-ffmpeg or use "
                                  ".gif") from exc
     return path
+
+
+def _capped_gif(images: np.ndarray, duration: float, max_bytes: int | None) -> bytes:
+    """GIF bytes of ``images`` (n, h, w, 3), shrunk until at most ``max_bytes``: scaled by
+    3/4 while frames stay at least 64 pixels wide, then every other frame dropped (at least
+    2 frames kept; what still does not fit is refused)."""
+    import imageio.v3 as iio
+    from skimage.transform import resize
+
+    while True:
+        data = iio.imwrite("<bytes>", images, extension=".gif",
+                           duration=duration * 1000 / len(images), loop=0)
+        if max_bytes is None or len(data) <= max_bytes:
+            return data
+        h, w = images.shape[1:3]
+        if w * 3 // 4 >= 64:
+            size = (len(images), h * 3 // 4, w * 3 // 4, images.shape[3])
+            images = (resize(images, size, order=1, anti_aliasing=True,
+                             preserve_range=True) + 0.5).astype(np.uint8)
+        elif len(images) > 2:
+            images = images[::2]
+        else:
+            raise InputError(f"an orbit GIF does not fit in {max_bytes} bytes: pass a "
+                             "larger max_bytes")
