@@ -239,11 +239,10 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
 
 def _slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which):
     """Per-label minimum squared distance to each mask in one slab, and values at points."""
-    labels = np.asarray(labels)
-    parts = [slab_label_minima(labels, np.asarray(m, bool), z0, _unpack(lo), _unpack(hi),
-                               spacing, local_points) for m, lo, hi in zip(masks, belows, aboves)]
-    ids = parts[0][0].astype(np.uint64)
-    return ids, np.stack([p[1] for p in parts], 1), which, np.stack([p[2] for p in parts], 1)
+    ids, minima, at = slab_label_minima(
+        np.asarray(labels), [np.asarray(m, bool) for m in masks], z0,
+        [_unpack(lo) for lo in belows], [_unpack(hi) for hi in aboves], spacing, local_points)
+    return ids.astype(np.uint64), minima, which, at
 
 
 def _reduce_minima(results, n_features: int, n_points: int):

@@ -11,6 +11,7 @@ the 1D parabolic pass over arbitrary input values, which the chunked z pass need
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numba
@@ -18,6 +19,21 @@ import numpy as np
 
 NONE_BELOW = np.iinfo(np.int32).min // 2  # "no feature before": far enough to never win
 NONE_ABOVE = np.iinfo(np.int32).max // 2
+_LOCAL = threading.local()
+
+
+def work_array(shape: tuple, dtype) -> np.ndarray:
+    """A per-thread work array, reused from call to call (uninitialised).
+
+    A fresh slab-sized array costs more in page faults than the pass that fills it (measured:
+    4.8 against 0.5 ns per voxel for the z pass), so each thread keeps the largest it needed.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _LOCAL.buf = np.empty(nbytes, np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
 
 
 def column_extents(mask: np.ndarray, z0: int) -> tuple[np.ndarray, np.ndarray]:
@@ -119,19 +135,19 @@ def _transpose(a, out):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _slab(mask, z0, below, above, sz, sy, sx, need, labels, lo, minima, seen, pts, at,
-          out):  # pragma: no cover - compiled
+          out, nxt):  # pragma: no cover - compiled
     """The three passes over a slab, one plane at a time (see :func:`slab_sqdist`).
 
-    Only the image rows that are needed get their x pass: rows flagged in ``need`` or
-    holding a label. A row's squared distances go to ``out`` (when it has planes), to
+    Only the image rows flagged in ``need`` get their x pass (the caller flags every row
+    holding a label). A row's squared distances go to ``out`` (when it has planes), to
     the per-label minima ``minima[label - lo]`` (when ``labels`` has planes; ``seen``
     marks the labels met) and to ``at`` for the points ``pts`` (local (k, y, x), sorted
-    by row) in that row.
+    by row) in that row. ``nxt`` (int32, the slab's shape) is work space.
     """
     bz, ny, nx = mask.shape
     write = out.shape[0] > 0
     reduce_ = labels.shape[0] > 0
-    nxt = np.empty((bz, ny, nx), np.int32)  # global z of the next feature at or after z
+    # nxt: global z of the next feature at or after each voxel
     for y in range(ny):
         for x in range(nx):
             nxt[bz - 1, y, x] = z0 + bz - 1 if mask[bz - 1, y, x] else above[y, x]
@@ -144,38 +160,29 @@ def _slab(mask, z0, below, above, sz, sy, sx, need, labels, lo, minima, seen, pt
     column = np.empty((nx, ny), np.float64)  # the plane, transposed: y lines contiguous
     line = np.empty(max(nx, ny), np.float64)
     row = np.empty(nx, np.float64)
-    rows = np.empty(ny, np.bool_)
     finite = np.empty(nx, np.bool_)  # columns with a finite z distance in the plane
     v = np.empty(max(nx, ny), np.int64)
     zb = np.empty(max(nx, ny) + 1, np.float64)
     wz, wy, wx = sz * sz, sy * sy, sx * sx
+    far = NONE_ABOVE // 2
     p = 0
     for k in range(bz):
         z = z0 + k
-        for y in range(ny):
-            for x in range(nx):
-                if mask[k, y, x]:
-                    prev[y, x] = z
-        wanted = False
-        for y in range(ny):
-            rows[y] = need[k, y]
-            if reduce_ and not rows[y]:
+        if not need[k].any():  # only the columns' last feature moves on
+            for y in range(ny):
                 for x in range(nx):
-                    if labels[k, y, x] != 0:
-                        rows[y] = True
-                        break
-            wanted |= rows[y]
-        if not wanted:
+                    if mask[k, y, x]:
+                        prev[y, x] = z
             continue
         finite[:] = False
-        for y in range(ny):
+        for y in range(ny):  # the z pass, fused with the update of the last feature
             for x in range(nx):
-                gap = min(z - prev[y, x], nxt[k, y, x] - z)
-                if gap >= NONE_ABOVE // 2:
-                    plane[y, x] = np.inf
-                else:
-                    plane[y, x] = wz * gap * gap
-                    finite[x] = True
+                last = z if mask[k, y, x] else prev[y, x]
+                prev[y, x] = last
+                gap = min(z - last, nxt[k, y, x] - z)
+                near = gap < far
+                plane[y, x] = wz * gap * gap if near else np.inf
+                finite[x] |= near
         n_finite = finite.sum()
         if 8 * n_finite < nx:  # few columns reach a feature: gather them one by one
             for x in range(nx):
@@ -191,7 +198,7 @@ def _slab(mask, z0, below, above, sz, sy, sx, need, labels, lo, minima, seen, pt
                     _envelope(line[:ny], wy, column[x], v, zb)
             _transpose(column, plane)
         for y in range(ny):
-            if not rows[y]:
+            if not need[k, y]:
                 continue
             _envelope(plane[y], wx, row, v, zb)
             if write:
@@ -254,27 +261,31 @@ def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
     return out
 
 
-def slab_label_minima(labels: np.ndarray, mask: np.ndarray, z0: int, below: np.ndarray,
-                      above: np.ndarray, spacing: Sequence[float],
-                      points: np.ndarray = _NO_POINTS):
-    """Per label of a slab, the minimum squared distance to the nearest feature voxel, and
-    the squared distance at given voxels, without a distance volume.
+def slab_label_minima(labels: np.ndarray, masks: Sequence[np.ndarray], z0: int,
+                      belows: Sequence[np.ndarray], aboves: Sequence[np.ndarray],
+                      spacing: Sequence[float], points: np.ndarray = _NO_POINTS):
+    """Per label of a slab, the minimum squared distance to the nearest voxel of each feature
+    mask, and the squared distances at given voxels, without a distance volume.
 
     Parameters
     ----------
     labels : integer ndarray, shape (bz, y, x)
         0 is background.
-    mask, z0, below, above, spacing
+    masks : sequence of bool ndarray, shape (bz, y, x)
+        One feature mask per wall kind (the labels are scanned once for all of them).
+    z0, spacing
         As for :func:`slab_sqdist`.
+    belows, aboves : sequences of int32 ndarray, shape (y, x)
+        Each mask's ``below`` and ``above`` maps (see :func:`slab_sqdist`).
     points : int ndarray, shape (m, 3)
-        Local voxel indices (k, y, x) whose squared distance is wanted.
+        Local voxel indices (k, y, x) whose squared distances are wanted.
 
     Returns
     -------
     ids : ndarray, shape (n,)
         The labels present in the slab, sorted.
-    minima : float64 ndarray, shape (n,)
-    at : float64 ndarray, shape (m,)
+    minima : float64 ndarray, shape (n, len(masks))
+    at : float64 ndarray, shape (m, len(masks))
 
     Examples
     --------
@@ -283,15 +294,17 @@ def slab_label_minima(labels: np.ndarray, mask: np.ndarray, z0: int, below: np.n
     >>> lab = np.zeros(m.shape, np.uint16); lab[1, 2, 5:7] = 9; lab[0, 0, 8] = 4
     >>> none_b = np.full((4, 9), NONE_BELOW, np.int32)
     >>> none_a = np.full((4, 9), NONE_ABOVE, np.int32)
-    >>> ids, mins, at = slab_label_minima(lab, m, 0, none_b, none_a, (1, 1, 2),
+    >>> ids, mins, at = slab_label_minima(lab, [m], 0, [none_b], [none_a], (1, 1, 2),
     ...                                   np.array([[2, 3, 1]]))
     >>> ids.tolist(), mins.tolist(), at.tolist()
-    ([4, 9], [256.0, 100.0], [4.0])
+    ([4, 9], [[256.0], [100.0]], [[4.0]])
     """
     labels = np.ascontiguousarray(labels)
+    pts = np.asarray(points, np.int64).reshape(-1, 3)
     lo, hi = _label_range(labels) if labels.size else (0, -1)
     if hi < lo:
-        return np.zeros(0, labels.dtype), np.zeros(0), np.full(len(points), np.inf)
+        return (np.zeros(0, labels.dtype), np.zeros((0, len(masks))),
+                np.full((len(pts), len(masks)), np.inf))
     if hi - lo >= 2**24:  # sparse ids: index the labels present instead
         present, inverse = np.unique(labels, return_inverse=True)
         dense = inverse.reshape(labels.shape).astype(np.uint32)
@@ -301,20 +314,35 @@ def slab_label_minima(labels: np.ndarray, mask: np.ndarray, z0: int, below: np.n
         lo, size = 1, len(ids)
     else:
         dense, size = labels, hi - lo + 1
-    minima = np.full(size, np.inf)
-    seen = np.zeros(size, np.bool_)
-    pts = np.asarray(points, np.int64).reshape(-1, 3)
     order = np.lexsort((pts[:, 1], pts[:, 0]))
-    at = np.full(len(pts), np.inf)
-    need = np.zeros(mask.shape[:2], np.bool_)
+    need = _label_rows(dense)
     need[pts[:, 0], pts[:, 1]] = True
-    sorted_at = np.full(len(pts), np.inf)
-    _run_slab(mask, z0, below, above, spacing, need, dense, dense.dtype.type(lo), minima,
-              seen, np.ascontiguousarray(pts[order]), sorted_at, np.zeros((0, 0, 0)))
-    at[order] = sorted_at
+    minima = np.full((len(masks), size), np.inf)
+    seen = np.zeros(size, np.bool_)
+    at = np.full((len(pts), len(masks)), np.inf)
+    for j, (mask, below, above) in enumerate(zip(masks, belows, aboves)):
+        sorted_at = np.full(len(pts), np.inf)
+        _run_slab(mask, z0, below, above, spacing, need, dense, dense.dtype.type(lo),
+                  minima[j], seen, np.ascontiguousarray(pts[order]), sorted_at,
+                  np.zeros((0, 0, 0)))
+        at[order, j] = sorted_at
     if dense is labels:
         ids = (lo + np.flatnonzero(seen)).astype(labels.dtype)
-    return ids, minima[seen], at
+    return ids, minima[:, seen].T, at
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_rows(labels):  # pragma: no cover - compiled
+    """The image rows (k, y) holding a non-zero label."""
+    bz, ny, nx = labels.shape
+    rows = np.zeros((bz, ny), np.bool_)
+    for k in range(bz):
+        for y in range(ny):
+            for x in range(nx):
+                if labels[k, y, x] != 0:
+                    rows[k, y] = True
+                    break
+    return rows
 
 
 @numba.njit(cache=True, nogil=True)
@@ -339,4 +367,5 @@ def _run_slab(mask, z0, below, above, spacing, need, labels, lo, minima, seen, p
     _slab(np.ascontiguousarray(mask, dtype=np.bool_), int(z0),
           np.ascontiguousarray(below, np.int32), np.ascontiguousarray(above, np.int32),
           float(spacing[0]), float(spacing[1]), float(spacing[2]),
-          np.ascontiguousarray(need, np.bool_), labels, lo, minima, seen, pts, at, out)
+          np.ascontiguousarray(need, np.bool_), labels, lo, minima, seen, pts, at, out,
+          work_array(mask.shape, np.int32))
