@@ -222,13 +222,31 @@ def test_local_thickness_equals_brute_force_on_every_chunking(pore, spacing):
         assert isinstance(lazy, da.Array) and np.array_equal(lazy.compute(), got)
 
 
-def test_out_of_core_path_recomputes_distances_lazily(pore, monkeypatch):
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.5)])
+def test_out_of_core_path_equals_brute_force_on_every_chunking(pore, spacing, monkeypatch):
     from redoxflow.microstructure import thickness
 
-    expected = local_thickness(pore)
+    ref = thickness_reference(pore, spacing)
     monkeypatch.setattr(thickness, "IN_MEMORY_BYTES", 0)  # distances never held in memory
-    lazy = local_thickness(chunked(pore, (6, 22, 19)))
-    assert np.array_equal(lazy.compute(), expected)
+    for ch in [(6, 22, 19)] + CHUNKINGS:
+        lazy = local_thickness(chunked(pore, ch), spacing=spacing)
+        assert np.allclose(lazy.compute(), ref, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("workers", [1, 3, 7])
+def test_painting_threads_do_not_change_the_result(pore, workers):
+    """Each thread paints its own slab of planes: any count gives the brute force."""
+    ref = thickness_reference(pore, (1.0, 1.0, 1.0))
+    assert np.array_equal(local_thickness(pore, workers=workers), ref)
+    anisotropic = thickness_reference(pore, (2.0, 1.0, 0.5))
+    got = local_thickness(pore, spacing=(2.0, 1.0, 0.5), workers=workers)
+    assert np.allclose(got, anisotropic, rtol=1e-6, atol=0)
+
+
+def test_a_phase_filling_the_volume_is_refused_in_one_line():
+    with pytest.raises(InputError, match="voxels outside the phase") as err:
+        local_thickness(np.ones((4, 5, 6), bool))
+    assert "\n" not in str(err.value)
 
 
 def test_local_thickness_sphere_and_slab():

@@ -7,13 +7,37 @@ widest-path (maximin) access radius, and both are single loops that numpy cannot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 __all__ = ["face_pair_counts", "ridge", "paint_balls", "access_radius", "tpb_edges",
-           "lag_pair_counts", "profile_counts"]
+           "lag_pair_counts", "profile_counts", "spans", "as_integer"]
+
+
+def spans(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` cut into at most ``parts`` near-equal non-empty (start, stop) spans.
+
+    Examples
+    --------
+    >>> spans(7, 3)
+    [(0, 2), (2, 4), (4, 7)]
+    """
+    parts = max(1, min(int(parts), n))
+    edges = [n * k // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _in_threads(fn: Callable, items: list, threads: int) -> list:
+    """``[fn(*item) for item in items]``, on ``threads`` threads when there are several
+    (the compiled kernels release the GIL; plain threads compose with dask's threads, where
+    numba's own parallel layer may not)."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(*item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(lambda item: fn(*item), items))
 
 
 def face_pair_counts(block: np.ndarray, values: np.ndarray, axis: int,
@@ -209,10 +233,10 @@ def containment_tables(r2max: float, spacing: Sequence[float]) -> tuple[np.ndarr
 
 
 @numba.njit(cache=True, nogil=True)
-def _ridge(r2, norms, need, neighbours, patterns, rel):  # pragma: no cover - compiled
+def _ridge(r2, norms, need, neighbours, patterns, rel, keep, z0,
+           z1):  # pragma: no cover - compiled
     nz, ny, nx = r2.shape
-    keep = np.zeros(r2.shape, np.bool_)
-    for z in range(nz):
+    for z in range(z0, z1):
         for y in range(ny):
             for x in range(nx):
                 v = r2[z, y, x]
@@ -231,14 +255,14 @@ def _ridge(r2, norms, need, neighbours, patterns, rel):  # pragma: no cover - co
                         kept = False
                         break
                 keep[z, y, x] = kept
-    return keep
 
 
 @numba.njit(cache=True, nogil=True)
-def _ridge_flat(r2, need, offsets, patterns, keep):  # pragma: no cover - compiled
+def _ridge_flat(r2, need, offsets, patterns, keep, start,
+                stop):  # pragma: no cover - compiled
     """Integer squared radii, padded by one voxel of zeros: flat neighbours, no bounds
     checks, the containment bound read directly at the centre's squared radius."""
-    for i in range(r2.shape[0]):
+    for i in range(start, stop):
         v = r2[i]
         if v <= 0:
             continue
@@ -251,23 +275,56 @@ def _ridge_flat(r2, need, offsets, patterns, keep):  # pragma: no cover - compil
         keep[i] = kept
 
 
-def _ridge_integer(r2: np.ndarray) -> np.ndarray:
-    """:func:`ridge` for isotropic voxel units (integer squared radii)."""
-    r2max = int(r2.max(initial=0.0))
+@numba.njit(cache=True, nogil=True)
+def _integral(flat):  # pragma: no cover - compiled
+    for v in flat:
+        if v != np.floor(v) or v >= 2.0**31 or v < 0:
+            return False
+    return True
+
+
+def as_integer(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray | None:
+    """int32 squared radii when voxels are unit cubes and every value is a whole number
+    below 2^31 (isotropic distances in voxel units are sums of squared integers), else None.
+
+    Examples
+    --------
+    >>> as_integer(np.array([[[0.0, 2.0, 5.0]]]), (1, 1, 1)).dtype.name
+    'int32'
+    >>> as_integer(np.array([[[0.5]]]), (1, 1, 1)) is None
+    True
+    """
+    if tuple(map(float, spacing)) != (1.0, 1.0, 1.0):
+        return None
+    if r2.dtype == np.int32:
+        return r2
+    if r2.dtype.kind in "iu":
+        return r2.astype(np.int32) if r2.size == 0 or int(r2.max()) < 2**31 else None
+    flat = np.ascontiguousarray(r2).ravel()
+    return r2.astype(np.int32) if _integral(flat) else None
+
+
+def _ridge_integer(r2: np.ndarray, threads: int = 1) -> np.ndarray:
+    """:func:`ridge` for isotropic voxel units (integer squared radii, int32 work array)."""
+    r2max = int(r2.max(initial=0))
     norms, need = containment_tables(float(r2max), (1.0, 1.0, 1.0))
     # need at integer squared radius v: the bound of the norms below v
     by_value = need[:, np.searchsorted(norms, np.arange(r2max + 1))]
     # w > need <=> w > floor(need) for integer w; -1: no bound (the empty ball)
     bound = np.where(np.isfinite(by_value), np.floor(by_value), -1).astype(np.int64)
-    padded = np.pad(r2.astype(np.int64), 1)
+    padded = np.zeros(tuple(n + 2 for n in r2.shape), np.int32)
+    padded[1:-1, 1:-1, 1:-1] = r2
     ny, nx = padded.shape[1:]
     offsets = NEIGHBOURS @ np.array([ny * nx, nx, 1])
     keep = np.zeros(padded.size, np.bool_)
-    _ridge_flat(padded.ravel(), bound, offsets, PATTERNS, keep)
+    plane = ny * nx
+    _in_threads(lambda a, b: _ridge_flat(padded.ravel(), bound, offsets, PATTERNS, keep,
+                                         (a + 1) * plane, (b + 1) * plane),
+                spans(r2.shape[0], threads), threads)
     return keep.reshape(padded.shape)[1:-1, 1:-1, 1:-1]
 
 
-def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+def ridge(r2: np.ndarray, spacing: Sequence[float], threads: int = 1) -> np.ndarray:
     """Centres whose ball is not contained in a neighbour's ball of at least its radius.
 
     Containment is tested on the voxel sets (:func:`containment_tables`) for the 26
@@ -276,10 +333,12 @@ def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
     Parameters
     ----------
-    r2 : float64 ndarray, shape (z, y, x)
+    r2 : float64 or int32 ndarray, shape (z, y, x)
         Squared ball radius per voxel (0: no ball).
     spacing : (z, y, x)
         Voxel size.
+    threads : int
+        Threads over slabs of z planes.
 
     Returns
     -------
@@ -291,11 +350,15 @@ def ridge(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     >>> ridge(r2, (1, 1, 1))[0, 0].tolist()
     [False, True, False]
     """
+    integer = as_integer(r2, spacing)
+    if integer is not None:
+        return _ridge_integer(integer, threads)
     r2 = np.ascontiguousarray(r2, np.float64)
-    if tuple(map(float, spacing)) == (1.0, 1.0, 1.0) and np.all(r2 == np.round(r2)):
-        return _ridge_integer(r2)
     norms, need = containment_tables(float(r2.max(initial=0.0)), spacing)
-    return _ridge(r2, norms, need, NEIGHBOURS, PATTERNS, 1.0 + 1e-12)
+    keep = np.zeros(r2.shape, np.bool_)
+    _in_threads(lambda a, b: _ridge(r2, norms, need, NEIGHBOURS, PATTERNS, 1.0 + 1e-12, keep,
+                                    a, b), spans(r2.shape[0], threads), threads)
+    return keep
 
 
 @numba.njit(cache=True, nogil=True)
@@ -378,7 +441,7 @@ def _widths(r2, spacing) -> np.ndarray:
     units; empty for anisotropic spacing (the kernel then solves each row)."""
     if tuple(map(float, spacing)) != (1.0, 1.0, 1.0):
         return np.zeros(0, np.int64)
-    rem = np.arange(int(r2.max(initial=0.0)) + 2)
+    rem = np.arange(int(r2.max(initial=0)) + 2)
     w = np.floor(np.sqrt(np.maximum(rem - 1, 0))).astype(np.int64)
     w -= (w * w >= np.maximum(rem, 1)) & (w > 0)
     w += (w + 1) ** 2 < rem
@@ -386,13 +449,13 @@ def _widths(r2, spacing) -> np.ndarray:
 
 
 def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray | None = None,
-                origin: Sequence[int] = (0, 0, 0), shape: Sequence[int] | None = None
-                ) -> np.ndarray:
+                origin: Sequence[int] = (0, 0, 0), shape: Sequence[int] | None = None,
+                threads: int = 1) -> np.ndarray:
     """Largest radius of the open balls ``|x - c| < r_c`` covering each voxel.
 
     Parameters
     ----------
-    r2 : float64 ndarray, shape (z, y, x)
+    r2 : float64 or int32 ndarray, shape (z, y, x)
         Squared radius of the ball centred on each voxel (0: none).
     spacing : (z, y, x)
         Voxel size.
@@ -401,6 +464,8 @@ def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray
         as painting every ball).
     origin, shape : (z, y, x), optional
         The output window within ``r2`` (default: all of it).
+    threads : int
+        Threads, each painting every ball that reaches its own slab of output planes.
 
     Returns
     -------
@@ -415,18 +480,30 @@ def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray
     >>> paint_balls(r2, (1, 1, 1), origin=(0, 0, 2), shape=(1, 1, 2))[0, 0].tolist()
     [2.0, 2.0]
     """
-    r2 = np.ascontiguousarray(r2, np.float64)
-    keep = ridge(r2, spacing) if centres is None else centres & (r2 > 0)
-    cz, cy, cx = (np.asarray(c, np.int64) for c in np.nonzero(keep))
+    integer = as_integer(r2, spacing)
+    r2 = integer if integer is not None else np.ascontiguousarray(r2, np.float64)
+    keep = ridge(r2, spacing, threads) if centres is None else centres & (r2 > 0)
+    cz, cy, cx = (np.asarray(c, np.int64) for c in np.nonzero(keep))  # cz ascending
     out = np.zeros(tuple(shape) if shape is not None else r2.shape, np.float32)
     radii = r2[keep]
+    table = None
     widths = _widths(r2, spacing)
-    if len(widths) and np.all(radii == np.round(radii)):
-        row_ptr, rows = _row_table(radii, widths)
-        _paint_rows(cz, cy, cx, radii, np.asarray(origin, np.int64), out, row_ptr, rows)
-        return out
-    _paint(cz, cy, cx, radii, np.asarray(origin, np.int64), out, *map(float, spacing),
-           widths)
+    if integer is not None:
+        table = _row_table(radii, widths)
+    reach = int(np.sqrt(float(radii.max(initial=0))) / float(spacing[0])) + 1
+
+    def slab(a: int, b: int) -> None:
+        """Paint the balls reaching output planes [a, b) into out[a:b]."""
+        z0 = int(origin[0]) + a
+        i, j = np.searchsorted(cz, [z0 - reach, z0 + (b - a) + reach])
+        at = np.array([z0, origin[1], origin[2]], np.int64)
+        args = (cz[i:j], cy[i:j], cx[i:j], radii[i:j], at, out[a:b])
+        if table is not None:
+            _paint_rows(*args, *table)
+        else:
+            _paint(*args, *map(float, spacing), widths)
+
+    _in_threads(slab, spans(out.shape[0], threads), threads)
     return out
 
 

@@ -5,8 +5,9 @@ Local thickness (Hildebrand and Rüegsegger) is the diameter of the largest open
 distance of the centre ``c`` to the nearest voxel outside the phase (the convention of
 ``scipy.ndimage.distance_transform_edt`` and PoreSpy). It is computed exactly, without radius
 bins: the balls of the distance ridge are painted (a ball contained in a neighbour's is
-skipped, which changes nothing) block by block, each block reading a halo of the largest
-radius. Intrusion paints the same balls with the access radius instead: the largest radius
+skipped, which changes nothing). When the squared distances fit in memory (int32 in voxel
+units for isotropic voxels) one task paints them, threads owning slabs of planes; larger
+volumes are painted block by block, each block reading a halo of the largest radius. Intrusion paints the same balls with the access radius instead: the largest radius
 whose balls can travel from the inlet face to the centre (a widest path, union-find over
 voxels in decreasing distance). With ``radii="integer"`` both round each radius down to an
 integer number of voxels first, which reproduces PoreSpy's ``local_thickness`` and
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -25,6 +27,7 @@ import xarray as xr
 from .. import distance
 from ..common.options import Connectivity, check_choice
 from ..common.units import structure
+from ..errors import InputError
 from .blocks import map_halo, split_for_workers
 from .inputs import phase_mask
 from .kernels import access_radius, paint_balls
@@ -83,24 +86,50 @@ def _slab_voxels(m, workers: int | None) -> int:
     return max(plane, min(distance.SLAB_VOXELS, per_worker))
 
 
-def _squared(m, work, workers: int | None = None):
-    """Squared distances in work units, kept in memory when they fit."""
-    d2 = distance.distance_to(~m, spacing=work, squared=True,
-                              slab_voxels=_slab_voxels(m, workers))
-    if d2.nbytes <= IN_MEMORY_BYTES:
-        d2 = da.from_array(d2.compute(), chunks=m.chunks)
-    return d2
-
-
 def _integer(r2: np.ndarray) -> np.ndarray:
+    """Squared radii rounded down to whole voxels: floor(r)^2 (a table for integer input)."""
+    if r2.dtype.kind in "iu":
+        top = int(r2.max(initial=0))
+        table = np.floor(np.sqrt(np.arange(top + 1)) + 1e-9) ** 2
+        return table.astype(r2.dtype)[r2]
     return np.floor(np.sqrt(r2) + 1e-9) ** 2
 
 
+def _whole_voxels(d2, work):
+    """Isotropic squared distances in voxel units are whole numbers: int32 slabs halve the
+    volume held in memory; a phase without any voxel outside it has no finite radius."""
+    if work != (1.0, 1.0, 1.0):
+        return d2
+    return d2.map_blocks(_to_int32, dtype=np.int32)
+
+
+def _to_int32(block: np.ndarray) -> np.ndarray:
+    if block.size and not np.isfinite(block.flat[0]):  # inf everywhere: no voxel outside
+        raise InputError("local thickness needs voxels outside the phase (the phase fills "
+                         "the whole volume): crop the volume or choose another phase")
+    return block.astype(np.int32)
+
+
 def _paint_block(block, origin, shape, write, work, radii):
-    r2 = np.asarray(block, np.float64)
+    r2 = np.asarray(block)
     if radii == "integer":
         r2 = _integer(r2)
     return paint_balls(r2, work, origin=origin, shape=shape)
+
+
+def _paint_whole(r2, work, radii, scale, threads):
+    """Diameters from the squared radii of the whole volume, painted in slabs of planes
+    by ``threads`` threads (no halo is read twice)."""
+    r2 = np.asarray(r2)
+    if radii == "integer":
+        r2 = _integer(r2)
+    out = paint_balls(r2, work, threads=threads)
+    out *= np.float32(2 * scale)
+    return out
+
+
+def _threads(workers: int | None) -> int:
+    return int(workers or os.cpu_count() or 1)
 
 
 def _halo(r2max: float, work) -> tuple[int, int, int]:
@@ -130,7 +159,8 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     radii : {"exact", "integer"}
         ``"integer"`` rounds radii down to whole voxels (PoreSpy's ``local_thickness``).
     workers : int, optional
-        Split the volume into at least this many blocks (default: the CPUs).
+        Threads of the painting pass and at least as many blocks of the distance pass
+        (default: the CPUs).
 
     Returns
     -------
@@ -148,9 +178,14 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     vol, m = phase_mask(mask, phase)
     work, scale = _work_units(vol.spacing(spacing))
     m = split_for_workers(m, workers)
-    d2 = _squared(m, work, workers)
-    r2max = float(d2.max().compute())
-    halo = _halo(r2max, work)
+    d2 = distance.distance_to(~m, spacing=work, squared=True,
+                              slab_voxels=_slab_voxels(m, workers))
+    d2 = _whole_voxels(d2, work)
+    if d2.nbytes <= IN_MEMORY_BYTES:  # one task: every ball painted once, no halos
+        task = dask.delayed(_paint_whole)(d2, work, radii, scale, _threads(workers))
+        out = da.from_delayed(task, m.shape, np.float32)
+        return out.compute() if isinstance(mask, np.ndarray) else out.rechunk(m.chunks)
+    halo = _halo(float(d2.max().compute()), work)
     out = map_halo(d2.rechunk(m.chunks), _paint_block, before=halo, after=halo,
                    dtype=np.float32, args=(work, radii))
     return _finish(out, scale, mask)
@@ -180,7 +215,7 @@ def intrusion(mask: Any, *, inlet: str = "x-", phase: int | None = None, spacing
     connectivity : {6, 18, 26}
         Steps of the ball's centre (6: PoreSpy's).
     workers : int, optional
-        Blocks of the painting pass.
+        Threads of the painting pass (default: the CPUs).
 
     Returns
     -------
@@ -214,10 +249,8 @@ def intrusion(mask: Any, *, inlet: str = "x-", phase: int | None = None, spacing
     offsets = np.argwhere(structure(connectivity)) - 1
     offsets = offsets[np.any(offsets != 0, axis=1)]
     a2 = access_radius(r2, inlet_mask, offsets)
-    halo = _halo(float(a2.max(initial=0.0)), work)
-    out = map_halo(da.from_array(a2, chunks=m.chunks), _paint_block, before=halo, after=halo,
-                   dtype=np.float32, args=(work, "exact"))
-    return _finish(out, scale, mask)
+    out = _paint_whole(a2, work, "exact", scale, _threads(workers))
+    return out if isinstance(mask, np.ndarray) else da.from_array(out, chunks=m.chunks)
 
 
 def _block_counts(d, m):
