@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .metadata import read_metadata
 
 SLICE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp"}
 TIFF_SUFFIXES = {".tif", ".tiff"}
@@ -88,7 +87,13 @@ class VolumeSource:
         Raises :class:`~redoxflow.errors.InputError` when the reader returns another shape
         or dtype (e.g. a slice of a folder that does not match the first).
         """
-        out = np.asarray(self.reader(z0, z1))
+        try:
+            out = np.asarray(self.reader(z0, z1))
+        except InputError:
+            raise
+        except Exception as exc:  # each format's library raises its own types
+            raise InputError(f"cannot read slices {z0}-{z1} of {self.description}: corrupt or "
+                             f"truncated data ({type(exc).__name__})") from exc
         if out.shape != (z1 - z0, *self.shape[1:]) or out.dtype != self.dtype:
             raise InputError(f"{self.description}: slices {z0}-{z1} have shape {out.shape} "
                              f"dtype {out.dtype}, expected {self.shape[1:]} {self.dtype}; "
@@ -144,7 +149,33 @@ def _check_volume_shape(shape: Sequence[int], what: str) -> tuple[int, int, int]
         raise InputError(f"{what} has shape {tuple(shape)}, expected a 3D volume (z, y, x){hint}")
     if min(shape) == 0:
         raise InputError(f"{what} is empty (shape {tuple(shape)})")
+    if min(shape) < 0:
+        raise InputError(f"{what} has shape {tuple(shape)}: sizes must be positive")
     return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def memory_bound() -> int:
+    """Bytes a reader may allocate from sizes a file declares: a quarter of this machine's
+    memory (the whole-file formats, VTI and npz, are decoded at once).
+
+    Examples
+    --------
+    >>> memory_bound() > 2**20
+    True
+    """
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
+        total = 16 * 2**30
+    return int(total) // 4
+
+
+def _check_declared(nbytes: int, what: str) -> None:
+    """Refuse a declared size beyond :func:`memory_bound` before allocating it."""
+    if nbytes > memory_bound():
+        raise InputError(f"{what} declares {nbytes / 2**30:.3g} GiB of data, more than this "
+                         f"machine can decode at once ({memory_bound() / 2**30:.3g} GiB): "
+                         "the file is damaged, or convert it to TIFF slices or HDF5")
 
 
 def _from_array(arr: Any, description: str, voxel_size=None) -> VolumeSource:
@@ -434,7 +465,15 @@ def read_raw(path: Path, shape: Sequence[int] | None, dtype: str | None,
     order = {"little": "<", "big": ">", "<": "<", ">": ">"}.get(byte_order)
     if order is None:
         raise InputError(f"byte order {byte_order!r} is unknown: use 'little' or 'big'")
-    dt = np.dtype(dtype).newbyteorder(order)
+    try:
+        dt = np.dtype(dtype).newbyteorder(order)
+    except TypeError as exc:
+        raise InputError(f"--dtype {dtype!r} is not a numpy dtype: use e.g. uint8, uint16, "
+                         "float32") from exc
+    if dt.itemsize == 0 or dt.hasobject:
+        raise InputError(f"--dtype {dtype!r} is not a numeric dtype: use e.g. uint16")
+    if offset < 0:
+        raise InputError(f"offset {offset} must not be negative")
     shape = _check_volume_shape(shape, f"raw file {path}")
     expected = int(np.prod(shape)) * dt.itemsize + offset
     actual = path.stat().st_size
@@ -486,14 +525,36 @@ def read_numpy(path: Path, key: str | None) -> VolumeSource:
             keys = list(archive.keys())
             if key is None:
                 if len(keys) != 1:
-                    raise InputError(f"npz {str(path)!r} holds arrays {keys}: choose one with key=")
+                    raise InputError(f"npz {str(path)!r} holds arrays {keys}: pick one with "
+                                     "--key (key= in Python)")
                 key = keys[0]
             if key not in keys:
                 raise InputError(f"npz {str(path)!r} has no array {key!r}; it holds {keys}")
+            _check_npz_member(path, key)
             return _from_array(archive[key], f"npz {path}:{key}")
-    except (ValueError, OSError, EOFError) as exc:
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile, zlib and numpy's format errors
         raise InputError(f"cannot read {str(path)!r}: corrupt or truncated numpy file "
                          f"({type(exc).__name__})") from exc
+
+
+def _check_npz_member(path: Path, key: str) -> None:
+    """Bound an npz array by the sizes it declares (header and zip entry) before loading."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{key}.npy")
+        with zf.open(info) as member:
+            fmt = np.lib.format
+            read = (fmt.read_array_header_1_0 if fmt.read_magic(member) == (1, 0)
+                    else fmt.read_array_header_2_0)
+            shape, _, dtype = read(member)
+    nbytes = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+    _check_declared(max(nbytes, info.file_size), f"npz {str(path)!r}:{key}")
+    if nbytes > info.file_size:
+        raise InputError(f"npz {str(path)!r}:{key} declares {nbytes} bytes but holds "
+                         f"{info.file_size}: the file is corrupt or truncated")
 
 
 def read_vti(path: Path) -> VolumeSource:
@@ -543,6 +604,10 @@ def read_vti(path: Path) -> VolumeSource:
     if min(dims) < 1:
         raise InputError(f"VTI {str(path)!r} has WholeExtent {image.get('WholeExtent')!r}: "
                          "expected six integers x0 x1 y0 y1 z0 z1 with x1 >= x0 etc.")
+    components = int(array.get("NumberOfComponents", "1"))
+    n = int(np.prod(dims, dtype=object))
+    dtype = np.dtype(_VTK_TYPES[array.get("type")])
+    _check_declared(n * components * dtype.itemsize, f"VTI {str(path)!r}")
     spacing = [float(v) for v in image.get("Spacing", "").split()]  # VTK x, y, z = our 0, 1, 2
     voxel = tuple(spacing) if len(spacing) == 3 and min(spacing) > 0 else None
     # redoxflow's own exports keep VTK's x, y, z = array axes 2, 1, 0 (ParaView's view)
@@ -564,12 +629,14 @@ def read_vti(path: Path) -> VolumeSource:
     elif fmt in ("binary", "ascii"):
         payload, b64 = (array.text or "").strip().encode(), fmt == "binary"
         if fmt == "ascii":
-            flat = np.array(payload.split(), dtype=dtype)
+            values = payload.split()
+            if len(values) < n:
+                raise InputError(f"VTI {str(path)!r} is truncated: {len(values)} of {n} values")
+            flat = np.array(values[:n], dtype=dtype)
             return _from_array(flat.reshape(dims[::-1]).transpose(order), f"VTI {path}", voxel)
     else:
         raise InputError(f"VTI {str(path)!r}: unsupported data format {fmt!r}")
-    flat = _decode_vtk_blocks(payload, b64, compressed, header, dtype)
-    n = int(np.prod(dims))
+    flat = _decode_vtk_blocks(payload, b64, compressed, header, dtype, n * components)
     if flat.size < n:
         raise InputError(f"VTI {str(path)!r} is truncated: {flat.size} of {n} values")
     vol = flat[:n].astype(dtype.newbyteorder("="), copy=False).reshape(dims[::-1]).transpose(order)
@@ -581,12 +648,17 @@ _VTK_TYPES = {"Int8": "i1", "UInt8": "u1", "Int16": "i2", "UInt16": "u2", "Int32
 
 
 def _decode_vtk_blocks(payload: bytes, b64: bool, compressed: bool, header: np.dtype,
-                       dtype: np.dtype) -> np.ndarray:
-    hsize = header.itemsize
+                       dtype: np.dtype, count: int) -> np.ndarray:
+    """Decode one VTK data array of ``count`` values; the sizes its header declares must
+    add up to exactly that, and no zlib block may inflate beyond its declared size (a zlib
+    bomb is refused before it is decompressed)."""
+    hsize, expected = header.itemsize, count * dtype.itemsize
     try:
         if not compressed:
             raw = base64.b64decode(payload) if b64 else payload
             nbytes = int(np.frombuffer(raw[:hsize], header)[0])
+            if nbytes != expected:
+                raise InputError(f"VTI data declares {nbytes} bytes, the extent needs {expected}")
             return np.frombuffer(raw[hsize:hsize + nbytes], dtype)
         # compressed: header [nblocks, blocksize, lastsize, csize_1..n], encoded on its own
         def take(nbytes: int, pos: int) -> tuple[bytes, int]:
@@ -597,15 +669,28 @@ def _decode_vtk_blocks(payload: bytes, b64: bool, compressed: bool, header: np.d
 
         first, _ = take(hsize, 0)
         nblocks = int(np.frombuffer(first, header)[0])
+        if not 0 < nblocks <= len(payload):
+            raise InputError(f"VTI data declares {nblocks} compressed blocks")
         head, pos = take(hsize * (3 + nblocks), 0)
-        sizes = np.frombuffer(head, header)[3:].astype(np.int64)
+        fields = np.frombuffer(head, header).astype(object)
+        block, last, sizes = int(fields[1]), int(fields[2]) or int(fields[1]), fields[3:]
+        if block * (nblocks - 1) + last != expected:
+            raise InputError(f"VTI data declares {block * (nblocks - 1) + last} bytes, the "
+                             f"extent needs {expected}")
         body = base64.b64decode(payload[pos:]) if b64 else payload[pos:]
-        parts, start = [], 0
-        for size in sizes:
-            parts.append(zlib.decompress(body[start:start + size]))
-            start += size
-        return np.frombuffer(b"".join(parts), dtype)
-    except (zlib.error, ValueError, IndexError) as exc:
+        out, start = bytearray(), 0
+        for i, size in enumerate(sizes):
+            inflate = zlib.decompressobj()
+            want = last if i == nblocks - 1 else block
+            part = inflate.decompress(body[start:start + int(size)], want)
+            if len(part) != want or inflate.unconsumed_tail:
+                raise InputError(f"VTI block {i} does not inflate to its declared {want} bytes")
+            out += part
+            start += int(size)
+        return np.frombuffer(bytes(out), dtype)
+    except InputError as exc:
+        raise InputError(f"{exc}: the file is corrupt or truncated") from exc
+    except (zlib.error, ValueError, IndexError, TypeError, OverflowError) as exc:
         raise InputError(f"VTI data is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
 
 
@@ -630,21 +715,30 @@ def read_zarr(path: Path) -> VolumeSource:
     >>> src.shape, src.voxel_size
     ((8, 16, 16), (2.0, 2.0, 2.0))
     """
-    import zarr
+    from .store import open_store_array, open_volume  # store imports this module
 
-    try:
-        node = zarr.open(store=str(path), mode="r")
-    except Exception as exc:
-        raise InputError(f"cannot open Zarr store {str(path)!r}: {exc}") from exc
-    voxel = None
-    if isinstance(node, zarr.Group):
-        meta = read_metadata(node)
-        node = node[meta["datasets"][0]]
-        voxel = tuple(meta["voxel_size"])
+    if _is_array_node(path):
+        node, voxel = open_store_array(path)[0], None
+    else:
+        vol = open_volume(path)
+        node, voxel = vol.data, vol.attrs["voxel_size"]
     if node.ndim == 4:
         raise InputError(f"Zarr {str(path)!r} is 4D: it is already a series; open it with "
                          "open_volume() instead of ingesting it")
     return _from_array(node, f"zarr {path}", voxel)
+
+
+def _is_array_node(path: Path) -> bool:
+    """A bare Zarr array folder (v3 ``node_type: array`` or v2 ``.zarray``)."""
+    import json
+
+    meta = path / "zarr.json"
+    if meta.is_file():
+        try:
+            return json.loads(meta.read_text()).get("node_type") == "array"
+        except (OSError, ValueError, AttributeError):
+            return False
+    return (path / ".zarray").is_file()
 
 
 # --- dispatch ------------------------------------------------------------------------------
@@ -711,6 +805,16 @@ def _series(paths: list[Path], opts: dict[str, Any]) -> SeriesSource:
 
 
 def _open_path(text: str, opts: dict[str, Any]) -> VolumeSource:
+    try:
+        return _open_path_unchecked(text, opts)
+    except InputError:
+        raise
+    except Exception as exc:  # each format's library raises its own types on damaged files
+        raise InputError(f"cannot read {text!r}: corrupt, truncated or not the format its "
+                         f"name says ({type(exc).__name__})") from exc
+
+
+def _open_path_unchecked(text: str, opts: dict[str, Any]) -> VolumeSource:
     dataset = opts["dataset"]
     h5 = re.match(r"^(.*\.(?:h5|hdf5|hdf|nxs)):(/.*)$", text, flags=re.IGNORECASE)
     if h5:

@@ -27,6 +27,12 @@ from .metadata import SPATIAL, image_label, ome_metadata, read_metadata
 from .readers import SeriesSource, VolumeSource, open_source
 
 MIN_LEVEL_SIZE = 32
+#: our arrays store every chunk, even one equal to the fill value: an absent chunk file is
+#: then damage, which :func:`open_volume` reports instead of reading it as zeros
+EVERY_CHUNK = {"write_empty_chunks": True}
+#: the attribute (group, array or redoxflow block) by which a store declares that its absent
+#: chunks hold the fill value (stores of other writers that skip empty chunks)
+FILL_DECLARATION = ("missing_chunks", "fill")
 
 
 # --- small pure helpers ------------------------------------------------------------------
@@ -272,8 +278,8 @@ def ingest(
         raise InputError(f"the voxel size of {what} is unknown (no TIFF, HDF5, "
                          "VTI or OME metadata): pass voxel_size= (--voxel-size, or "
                          "input.voxel_size in the config) in micrometres; 1 to work in voxels")
-    if isinstance(source, (str, os.PathLike)) and Path(store).absolute() == Path(source).absolute():
-        raise InputError("output store is the input itself: choose another output path")
+    if isinstance(source, (str, os.PathLike)):
+        check_not_inside(store, source)
     steps = src.steps if isinstance(src, SeriesSource) else [src]
     shape, dtype = src.shape, np.dtype(src.dtype)
     chunk_shape = choose_chunks(shape, dtype.itemsize, cfg.io.chunk_mib, chunks)
@@ -309,7 +315,8 @@ def _create_levels(tmp: Path, shapes, chunk_shape, dtype, cfg, kind: str = "inte
                                                                cfg.io.chunk_mib)
         arrays.append(group.create_array(
             str(level), shape=lshape, chunks=lchunks, dtype=dtype, fill_value=0,
-            compressors=_codecs(cfg.io.compression_level, kind), dimension_names=dims))
+            compressors=_codecs(cfg.io.compression_level, kind), dimension_names=dims,
+            config=EVERY_CHUNK))
     return group, arrays
 
 
@@ -339,6 +346,7 @@ def write_dask(
     resume_key: str | None = None,
     companions: dict[str, Any] | None = None,
     description: str = "dask array",
+    block_keys: dict[tuple[int, ...], str] | None = None,
 ):
     """Write a dask array (z, y, x) to an OME-Zarr store with its own chunking, in parallel.
 
@@ -381,6 +389,10 @@ def write_dask(
         Arrays written alongside (see above).
     description : str
         Recorded as the store's ``source``.
+    block_keys : dict, optional
+        With ``resume_key``: a key per block index (e.g. the identity of the input chunks
+        the block reads); a finished block is skipped only when its marker holds the same
+        key, so blocks of a changed input are written again.
 
     Returns
     -------
@@ -411,7 +423,7 @@ def write_dask(
                  for name, a in (companions or {}).items()}
         targets = [_companion_array(tmp / name, a, cfg) for name, a in extra.items()]
         store_blocks([array, *extra.values()], [arrays[0], *targets], done, progress,
-                     f"write {Path(store).name}")
+                     f"write {Path(store).name}", block_keys)
         for level in range(1, len(shapes)):  # each time step of a series on its own
             for index in np.ndindex(*array.shape[:-3]):
                 _downsample_level(arrays[level - 1], arrays[level], index, kind)
@@ -456,18 +468,29 @@ def _companion_array(path: Path, array, cfg):
     dims = ("c", *SPATIAL) if array.ndim == 4 else SPATIAL
     return group.create_array("0", shape=array.shape, chunks=chunks, dtype=array.dtype,
                               fill_value=0, overwrite=True, dimension_names=dims,
-                              compressors=_codecs(cfg.io.compression_level))
+                              compressors=_codecs(cfg.io.compression_level),
+                              config=EVERY_CHUNK)
 
 
-def _write_block(values, targets, regions, marker: Path | None) -> None:
+def _write_block(values, targets, regions, marker: Path | None, key: str = "") -> None:
     for value, target, region in zip(values, targets, regions):
         target[region] = value
-    if marker is not None:
-        marker.touch()  # after the data: an interrupted block is simply written again
+    if marker is not None:  # after the data: an interrupted block is simply written again
+        marker.write_text(key)
+
+
+def _finished(marker: Path | None, key: str) -> bool:
+    """A block's marker exists and names the same input (an old or other key: redo)."""
+    if marker is None or not marker.is_file():
+        return False
+    try:
+        return marker.read_text() == key
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool = False,
-                 desc: str = "write") -> int:
+                 desc: str = "write", block_keys: dict | None = None) -> int:
     """Store dask arrays into Zarr arrays block by block, one task per block index.
 
     All ``arrays`` must share the block grid of the first one along their leading spatial
@@ -489,6 +512,9 @@ def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool 
         Show a progress bar.
     desc : str
         Label of the progress bar.
+    block_keys : dict, optional
+        Block index -> key written into its marker; a marker holding another key does not
+        count as finished (default: every key is ``""``).
 
     Returns
     -------
@@ -517,7 +543,8 @@ def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool 
     tasks = []
     for flat, index in enumerate(np.ndindex(*arrays[0].numblocks)):
         marker = done / "-".join(map(str, index)) if done is not None else None
-        if marker is not None and marker.exists():
+        key = (block_keys or {}).get(index, "")
+        if _finished(marker, key):
             continue
         regions = []
         for a, off in zip(arrays, offsets):
@@ -525,7 +552,8 @@ def store_blocks(arrays: list, targets: list, done: Path | None, progress: bool 
             regions.append(tuple(slice(int(o[i]), int(o[i]) + c[i])
                                  for o, c, i in zip(off, a.chunks, idx)))
         values = [g[flat] for g in grids]
-        tasks.append(dask.delayed(_write_block, pure=False)(values, targets, regions, marker))
+        tasks.append(dask.delayed(_write_block, pure=False)(values, targets, regions, marker,
+                                                             key))
     if tasks:
         _compute_with_progress(tasks, progress, desc, finish_all=done is not None)
     return len(tasks)
@@ -613,7 +641,233 @@ def _dask_source(arr: Any, description: str, voxel) -> VolumeSource:
                         tuple(voxel) if voxel is not None else None)
 
 
+def check_not_inside(out: str | os.PathLike, source: str | os.PathLike,
+                     what: str = "output") -> None:
+    """Refuse an output that is the input, or lies inside it (links and ``..`` resolved).
+
+    Parameters
+    ----------
+    out, source : path
+        The output and the input path.
+    what : str
+        What the caller calls the output, for the message.
+
+    Examples
+    --------
+    >>> check_not_inside("/data/out.zarr", "/data/in.zarr")
+    >>> check_not_inside("/data/x/../in.zarr", "/data/in.zarr")
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: output '/data/x/../in.zarr' is the input '/data/in.zarr' itself: choose another output path
+    """
+    out_r, src_r = Path(out).resolve(), Path(source).resolve()
+    if out_r == src_r:
+        raise InputError(f"{what} {str(out)!r} is the input {str(source)!r} itself: choose "
+                         "another output path")
+    if src_r in out_r.parents:
+        raise InputError(f"{what} {str(out)!r} lies inside the input {str(source)!r} and "
+                         "would add to it: choose an output path outside the input")
+
+
 # --- reading -----------------------------------------------------------------------------
+
+def chunk_stats(array, folder: str | os.PathLike) -> dict[tuple[int, ...], tuple[int, int] | None]:
+    """Size and modification time of every chunk file of a Zarr array, None when absent.
+
+    One listing of the array's folder (no chunk is read): the store's identity for
+    resuming, and the check for missing chunks.
+
+    Parameters
+    ----------
+    array : zarr.Array
+        The array (its metadata names the chunk files).
+    folder : path
+        The array's folder.
+
+    Returns
+    -------
+    dict
+        Chunk grid coordinates -> ``(bytes, mtime_ns)``, or None for an absent chunk.
+
+    Examples
+    --------
+    >>> import tempfile, zarr
+    >>> folder = tempfile.mkdtemp() + "/a.zarr"
+    >>> z = zarr.create_array(store=folder, shape=(4, 4), chunks=(2, 4), dtype="u1")
+    >>> z[:2] = 1
+    >>> {k: v is not None for k, v in chunk_stats(z, folder).items()}
+    {(0, 0): True, (1, 0): False}
+    """
+    folder = Path(folder)
+    outer = tuple(array.shards or array.chunks)
+    grid = tuple(-(-int(s) // int(c)) for s, c in zip(array.shape, outer))
+    present: dict[str, tuple[int, int]] = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            full = Path(root) / name
+            st = full.stat()
+            present[full.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return {coords: present.get(array.metadata.encode_chunk_key(coords))
+            for coords in np.ndindex(*grid)}
+
+
+def _declares_fill(*attr_dicts: dict) -> bool:
+    key, value = FILL_DECLARATION
+    return any(isinstance(a, dict) and a.get(key) == value for a in attr_dicts)
+
+
+def check_chunks(stats: dict, where: str, *declarations: dict) -> None:
+    """Refuse absent chunks (they would read as zeros) unless the store declares a fill.
+
+    Parameters
+    ----------
+    stats : dict
+        :func:`chunk_stats` of the array.
+    where : str
+        The array, for the message.
+    *declarations : dict
+        Attribute dicts that may hold ``"missing_chunks": "fill"``.
+
+    Examples
+    --------
+    >>> check_chunks({(0,): (8, 1), (1,): None}, "'a.zarr/0'")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: chunk (1,) of 'a.zarr/0' is missing (1 of 2 chunks): ...
+    >>> check_chunks({(0,): (8, 1), (1,): None}, "a", {"missing_chunks": "fill"})
+    """
+    missing = [c for c, st in stats.items() if st is None]
+    if missing and not _declares_fill(*declarations):
+        key, value = FILL_DECLARATION
+        raise InputError(f"chunk {missing[0]} of {where} is missing ({len(missing)} of "
+                         f"{len(stats)} chunks): the store is damaged or incomplete and would "
+                         "read as zeros there; write it again, or, if absent chunks mean the "
+                         f"fill value, add the attribute \"{key}\": \"{value}\" to its zarr.json")
+
+
+def stats_digest(stats: dict, *extra: Any) -> str:
+    """One digest of chunk stats (and anything else that identifies the input).
+
+    Examples
+    --------
+    >>> stats_digest({(0,): (8, 1)}) == stats_digest({(0,): (8, 2)})
+    False
+    """
+    from ..common.provenance import digest
+
+    return digest(repr((sorted(stats.items()), extra)).encode())
+
+
+class CheckedArray:
+    """A Zarr array whose read errors (garbled or truncated chunks) are one-line
+    :class:`~redoxflow.errors.InputError` naming the region and the store.
+
+    Examples
+    --------
+    >>> import tempfile, zarr
+    >>> z = zarr.create_array(store=tempfile.mkdtemp(), shape=(4,), chunks=(2,), dtype="u1")
+    >>> CheckedArray(z, "a")[1:3].tolist()
+    [0, 0]
+    """
+
+    def __init__(self, array, where: str):
+        self.array, self.where = array, where
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.array[key]
+        except Exception as exc:  # numcodecs, zarr and OS errors of a damaged chunk
+            region = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k)
+                               for k in (key if isinstance(key, tuple) else (key,)))
+            raise InputError(f"cannot read [{region}] of {self.where}: a chunk is corrupt or "
+                             f"truncated ({type(exc).__name__}); write the store again") from exc
+
+
+def open_store_array(path: str | os.PathLike):
+    """Open a bare Zarr array (not an OME group) checked: (dask array, attrs, stats).
+
+    Absent chunks are an error unless declared (:func:`check_chunks`); read errors are
+    one-line errors (:class:`CheckedArray`).
+
+    Examples
+    --------
+    >>> import tempfile, zarr, numpy as np
+    >>> folder = tempfile.mkdtemp() + "/a.zarr"
+    >>> zarr.create_array(store=folder, shape=(4, 4), chunks=(2, 4), dtype="u1")[:] = 1
+    >>> open_store_array(folder)[0].sum().compute()
+    np.uint64(16)
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        arr = zarr.open_array(store=str(path), mode="r")
+    except Exception as exc:  # zarr raises many types for bad metadata
+        raise InputError(f"cannot open Zarr array {str(path)!r}: its metadata is invalid or "
+                         f"unreadable ({type(exc).__name__}); write it again") from exc
+    stats = chunk_stats(arr, path)
+    attrs = dict(arr.attrs)
+    check_chunks(stats, repr(str(path)), attrs)
+    return _checked_dask(arr, path, stats), attrs, stats
+
+
+def _checked_dask(arr, path: Path, stats: dict):
+    import dask.array as da
+
+    name = f"zarr-{stats_digest(stats, str(path.resolve()), arr.metadata.to_dict())}"
+    return da.from_array(CheckedArray(arr, repr(str(path))), chunks=arr.chunks, name=name,
+                         meta=np.empty((0,) * arr.ndim, arr.dtype), asarray=True)
+
+
+def level0_stats(store: str | os.PathLike) -> dict | None:
+    """:func:`chunk_stats` of a store's level 0 in its stored axis order; None when the
+    store's axes are not (t,) z, y, x (a transposed store has no z-slab identity).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "a.zarr"
+    >>> _ = ingest(np.ones((8, 4, 4), np.uint8), store, voxel_size=1, chunks=(4, 4, 4),
+    ...            progress=False)
+    >>> sorted(level0_stats(store))
+    [(0, 0, 0), (1, 0, 0)]
+    """
+    path = Path(store)
+    group = _open_group(path)
+    meta = read_metadata(group)
+    if list(meta["axes"])[-3:] != list(SPATIAL):
+        return None
+    return chunk_stats(group[str(meta["datasets"][0])], path / str(meta["datasets"][0]))
+
+
+def _open_group(path: Path):
+    """The OME-Zarr group at ``path``, or a one-line error saying what it is instead."""
+    import zarr
+
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:  # zarr/json raise many types for damaged metadata
+        raise InputError(f"cannot open Zarr store {str(path)!r}: its zarr.json is invalid, "
+                         f"unreadable or missing ({type(exc).__name__}); write it again") from exc
+    if isinstance(node, zarr.Array):
+        parent = " (pass the store that holds it, " + repr(str(path.parent)) + ")" \
+            if is_store(path.parent) else ""
+        raise InputError(f"{str(path)!r} is a Zarr array, not an OME-Zarr store{parent}: "
+                         "ingest it with `redoxflow ingest` or open it with as_volume()")
+    return node
+
+
+def _axes_order(names: list[str], where: str) -> list[int]:
+    """Permutation that puts a store's spatial axes in (z, y, x) order."""
+    spatial, lead = list(names[-3:]), list(names[:-3])
+    if sorted(spatial) != sorted(SPATIAL) or lead not in ([], ["t"]):
+        raise InputError(f"{where} has axes {names}: expected z, y, x (in any order), "
+                         "optionally after t")
+    return list(range(len(lead))) + [len(lead) + spatial.index(a) for a in SPATIAL]
+
+
+# --- reading (stores) ----------------------------------------------------------------------
 
 def open_volume(store: str | os.PathLike, *, level: int = 0):
     """Open a redoxflow / OME-Zarr store as a lazy, dask-backed ``xarray.DataArray``.
@@ -643,31 +897,55 @@ def open_volume(store: str | os.PathLike, *, level: int = 0):
     >>> float(vol["x"][0])  # the centre of the first level-1 voxel
     1.0
     """
-    import dask.array as da
     import xarray as xr
-    import zarr
 
     path = Path(store)
+    where = repr(str(path))
     if not path.exists():
-        raise InputError(f"store {str(path)!r} does not exist: check the path")
+        raise InputError(f"store {where} does not exist: check the path")
     if not is_store(path):
-        raise InputError(f"{str(path)!r} is not a Zarr store: ingest it with `redoxflow ingest`")
-    group = zarr.open_group(store=str(path), mode="r")
+        if (path / "results.zarr").exists():
+            raise InputError(f"{where} is a results folder, not a store: pass "
+                             f"{str(path / 'results.zarr')!r} or one of its stores")
+        raise InputError(f"{where} is not a Zarr store: ingest it with `redoxflow ingest`")
+    group = _open_group(path)
     meta = read_metadata(group)
     if not 0 <= level < len(meta["datasets"]):
         raise InputError(f"level {level} does not exist: the store has levels "
                          f"0-{len(meta['datasets']) - 1}")
-    arr = group[meta["datasets"][level]]
-    ct = meta["multiscales"]["datasets"][level]["coordinateTransformations"]
-    scale = next(c["scale"] for c in ct if c["type"] == "scale")[-3:]
-    shift = next((c["translation"] for c in ct if c["type"] == "translation"), [0.0] * 4)[-3:]
-    data = da.from_zarr(arr)
-    dims = tuple(meta["axes"])
-    coords = {d: shift[i] + scale[i] * np.arange(arr.shape[-3 + i]) for i, d in enumerate(SPATIAL)}
-    if len(dims) == 4:
-        coords["t"] = np.arange(arr.shape[0])
+    dataset = str(meta["datasets"][level])
+    try:
+        arr = group[dataset]
+    except Exception as exc:  # KeyError, or damaged array metadata
+        raise InputError(f"store {where}: its multiscales dataset {dataset!r} is missing or "
+                         f"unreadable ({type(exc).__name__}); write the store again") from exc
+    if not hasattr(arr, "shape") or arr.ndim not in (3, 4):
+        raise InputError(f"store {where}: dataset {dataset!r} is not a 3D or 4D array")
+    order = _axes_order(list(meta["axes"]), f"store {where}")
+    try:
+        ct = meta["multiscales"]["datasets"][level]["coordinateTransformations"]
+        scale = [float(v) for v in next(c["scale"] for c in ct if c["type"] == "scale")]
+        shift = [float(v) for v in next((c["translation"] for c in ct
+                                         if c["type"] == "translation"), [0.0] * arr.ndim)]
+        if len(scale) != arr.ndim or len(shift) != arr.ndim:
+            raise ValueError("one scale per axis")
+    except (KeyError, TypeError, ValueError, StopIteration) as exc:
+        raise InputError(f"store {where} has malformed OME coordinateTransformations at "
+                         f"level {level}: write the store again") from exc
+    scale, shift = [scale[i] for i in order][-3:], [shift[i] for i in order][-3:]
     rf = meta["redoxflow"]
-    attrs = {"voxel_size": tuple(float(s) for s in scale), "unit": "micrometer",
+    stats = chunk_stats(arr, path / dataset)
+    check_chunks(stats, f"array {dataset!r} of store {where}", dict(group.attrs),
+                 dict(arr.attrs), rf)
+    data = _checked_dask(arr, path / dataset, stats)
+    if order != sorted(order):
+        data = data.transpose(order)
+    dims = ("t", *SPATIAL) if data.ndim == 4 else SPATIAL
+    coords = {d: shift[i] + scale[i] * np.arange(data.shape[-3 + i])
+              for i, d in enumerate(SPATIAL)}
+    if data.ndim == 4:
+        coords["t"] = np.arange(data.shape[0])
+    attrs = {"voxel_size": tuple(scale), "unit": "micrometer",
              "kind": rf.get("kind", "intensity"), "level": level,
              "n_levels": len(meta["datasets"]), "source": rf.get("source", ""),
              "config": rf.get("config", {}), "store": str(path.absolute())}

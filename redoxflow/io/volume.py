@@ -20,7 +20,7 @@ import numpy as np
 
 from ..common.units import normalize_voxel_size
 from ..errors import InputError
-from .store import choose_chunks, open_volume
+from .store import choose_chunks, level0_stats, open_store_array, open_volume
 
 DEFAULT_CHUNK_MIB = 96.0
 
@@ -39,6 +39,10 @@ class Volume:
         The store's absolute path, else the dask graph name (a content hash for numpy).
     attrs : dict
         The attrs of an xarray input or store (``kind``, ``source``, ...), else empty.
+    chunk_stats : dict or None
+        For a store input: ``(bytes, mtime_ns)`` of each level-0 chunk file by chunk grid
+        position (:func:`redoxflow.io.store.chunk_stats`), the store's identity when a write
+        resumes; None for other inputs (their dask name hashes their content).
 
     Examples
     --------
@@ -55,6 +59,7 @@ class Volume:
     voxel_size: tuple[float, float, float] | None
     identity: str
     attrs: dict = field(default_factory=dict)
+    chunk_stats: dict | None = field(default=None, repr=False, compare=False)
 
     def spacing(self, override: Any = None) -> tuple[float, float, float]:
         """``override`` if given, else the recorded voxel size, else 1 micrometre.
@@ -106,10 +111,13 @@ def as_volume(x: Any, *, what: str = "volume", ndim: Sequence[int] = (3,),
     """
     import dask.array as da
 
-    identity = None
+    identity, stats = None, None
     if isinstance(x, (str, os.PathLike)):
         identity = str(Path(x).absolute())
-        x = _open_array(x) if _is_array_store(x) else open_volume(x)
+        if _is_array_store(x):
+            x, _, stats = open_store_array(x)
+        else:
+            x, stats = open_volume(x), level0_stats(x)
     attrs = dict(x.attrs) if hasattr(x, "attrs") and hasattr(x, "dims") else {}
     voxel = attrs.get("voxel_size")
     data = x.data if hasattr(x, "dims") and hasattr(x, "data") else x
@@ -131,7 +139,7 @@ def as_volume(x: Any, *, what: str = "volume", ndim: Sequence[int] = (3,),
     elif chunks is not None:
         data = data.rechunk(choose_chunks(data.shape, 1, chunks=chunks))
     voxel_size = normalize_voxel_size(voxel) if voxel is not None else None
-    return Volume(data, voxel_size, identity or data.name, attrs)
+    return Volume(data, voxel_size, identity or data.name, attrs, stats)
 
 
 def _is_array_store(path) -> bool:
@@ -145,8 +153,3 @@ def _is_array_store(path) -> bool:
             return False
     return (path / ".zarray").is_file()
 
-
-def _open_array(path):
-    import zarr
-
-    return zarr.open_array(store=str(path), mode="r")

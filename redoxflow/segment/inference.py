@@ -23,10 +23,17 @@ import numpy as np
 from ..common.options import Device, Mode, NanPolicy, check_choice
 from ..common.provenance import digest
 from ..errors import InputError, require
-from ..io.store import write_dask
+from ..io.store import stats_digest, write_dask
 from ..io.volume import as_volume
 from .classical import classical_segment
-from .models import ModelSpec, check_request, load_model, read_checkpoint, resolve_checkpoint
+from .models import (
+    ModelSpec,
+    check_request,
+    check_weights,
+    load_model,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 
 MIN_TILE = 32
 
@@ -533,8 +540,9 @@ def segment(
                                  config=config)
     path = resolve_checkpoint(model)
     blob = path.read_bytes()
-    spec, _ = read_checkpoint(blob)
+    spec, state = read_checkpoint(blob, name=str(path))
     check_request(spec, classes=classes)
+    check_weights(spec, state)  # before any worker builds the network
     if device == "cuda":
         _check_cuda_somewhere()
     coerced = as_volume(volume, what="segment's volume (z, y, x)")
@@ -567,13 +575,33 @@ def segment(
         return labels
     resume_key = ":".join(map(str, (key, coerced.identity, slab, tile, overlap, mode,
                                     triplanar, probabilities)))
+    block_keys = _slab_keys(coerced, labels.chunks, spec.context, triplanar)
     return write_dask(
         labels, out, voxel_size=coerced.voxel_size, kind="classes", overwrite=overwrite,
         config=config, progress=progress, resume_key=resume_key if resume else None,
         companions={"probabilities": probs} if probabilities else None,
-        description=f"segmented by {path.name}",
+        description=f"segmented by {path.name}", block_keys=block_keys,
         attrs={"model": {"checkpoint": str(path), "architecture": spec.architecture,
                          "classes": spec.classes}})
+
+
+def _slab_keys(coerced, chunks, context: int, whole: bool) -> dict | None:
+    """The identity of the input chunks each output block reads (a store input): a resumed
+    write keeps a finished block only while those chunks are unchanged, so slabs of a
+    replaced input are never mixed into the result (other inputs: their dask name, in the
+    resume key, already hashes their content)."""
+    stats = coerced.chunk_stats
+    if stats is None:
+        return None
+    zc, nz = int(coerced.data.chunks[0][0]), int(coerced.data.shape[0])
+    starts = np.cumsum((0,) + tuple(chunks[0]))
+    keys = {}
+    for index in np.ndindex(*(len(c) for c in chunks)):
+        z0, z1 = int(starts[index[0]]), int(starts[index[0] + 1])
+        lo, hi = (0, nz) if whole else (max(0, z0 - context), min(nz, z1 + context))
+        rows = range(lo // zc, -(-hi // zc))
+        keys[index] = stats_digest({c: st for c, st in stats.items() if c[0] in rows})
+    return keys
 
 
 def _check_cuda_somewhere() -> None:

@@ -225,10 +225,12 @@ def resolve_checkpoint(model: str | os.PathLike) -> Path:
     return path
 
 
-def read_checkpoint(data: bytes | str | os.PathLike) -> tuple[ModelSpec, dict]:
+def read_checkpoint(data: bytes | str | os.PathLike, *,
+                    name: str | None = None) -> tuple[ModelSpec, dict]:
     """Read a checkpoint (path or bytes) safely -> (spec, state_dict); clear errors otherwise.
 
     Only tensors, strings and numbers are unpickled (``torch.load(weights_only=True)``).
+    ``name`` is what messages call bytes (default: their file's path is unknown).
 
     Examples
     --------
@@ -237,13 +239,13 @@ def read_checkpoint(data: bytes | str | os.PathLike) -> tuple[ModelSpec, dict]:
     ('small-unet', ['electrolyte', 'bubble', 'membrane', 'gasket'])
     """
     torch = require("torch", "ml")
-    name = "checkpoint bytes" if isinstance(data, bytes) else str(data)
+    name = name or ("checkpoint bytes" if isinstance(data, bytes) else str(data))
     source = io.BytesIO(data) if isinstance(data, bytes) else resolve_checkpoint(data)
     try:
         blob = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         why = ("it contains pickled Python objects, which are never loaded"
-               if "Unsupported global" in str(exc)
+               if "Unsupported global" in str(exc) or "weights_only" in str(exc)
                else "it is not a readable torch file (corrupt, truncated or another format)")
         raise InputError(f"cannot load checkpoint {name!r}: {why}; use a file written by "
                          "`redoxflow train` or redoxflow.segment.save_checkpoint") from exc
@@ -271,6 +273,7 @@ def load_model(data: bytes | str | os.PathLike, *, classes: int | None = None,
     """
     spec, state = read_checkpoint(data)
     check_request(spec, classes=classes, in_channels=in_channels)
+    check_weights(spec, state)
     model = build_model(spec)
     try:
         model.load_state_dict(state)
@@ -278,6 +281,34 @@ def load_model(data: bytes | str | os.PathLike, *, classes: int | None = None,
         raise InputError(f"checkpoint weights do not fit architecture {spec.architecture!r} "
                          f"with options {spec.options}: {str(exc).splitlines()[0]}") from exc
     return model.eval(), spec
+
+
+def check_weights(spec: ModelSpec, state: dict) -> None:
+    """Compare the network the metadata asks for with the weights before building it: the
+    network is built on torch's ``meta`` device (no memory), so metadata asking for a huge
+    network never allocates it.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> spec, state = read_checkpoint(builtin_checkpoint())
+    >>> check_weights(spec, state)
+    >>> wide = dataclasses.replace(spec, options={**spec.options, "width": 60000})
+    >>> check_weights(wide, state)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: checkpoint weights do not fit ...
+    """
+    torch = require("torch", "ml")
+    with torch.device("meta"):
+        wanted = {k: tuple(v.shape) for k, v in build_model(spec).state_dict().items()}
+    given = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    if wanted != given:
+        diff = sorted(set(wanted.items()) ^ set(given.items()))[:1]
+        raise InputError(f"checkpoint weights do not fit architecture {spec.architecture!r} "
+                         f"with options {spec.options} (first difference: {diff}): the "
+                         "metadata does not describe these weights; use the file as "
+                         "`redoxflow train` wrote it")
 
 
 def check_request(spec: ModelSpec, *, classes: int | None = None,
