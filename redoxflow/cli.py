@@ -13,7 +13,7 @@ import numpy as np
 from . import __version__
 from .analysis import analyze as run_analysis
 from .cluster import dashboard_link, job_script, make_client
-from .common.atomic import atomic_file
+from .common.atomic import atomic_file, is_store
 from .common.options import Backend as BackendOption
 from .common.options import Device, choices
 from .common.tables import bubble_frame
@@ -21,6 +21,7 @@ from .config import load_config
 from .errors import InputError, RedoxflowError
 from .io import ingest as do_ingest
 from .io import open_volume
+from .io.store import check_not_inside
 from .io.metadata import CLASS_NAMES
 from .labeling import label
 from .measure import regionprops
@@ -34,7 +35,8 @@ from .segment.training import read_volumes
 from .viz import export as export_volume
 from .viz import report as make_report
 
-OS_USER_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES)
+OS_USER_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                  errno.EPERM)
 
 
 def user_errors(fn):
@@ -53,8 +55,28 @@ def user_errors(fn):
             click.echo(f"error: cannot write {exc.filename or 'the output'}: {exc.strerror}; "
                        "free space or choose another output location", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; finished work is kept and a rerun resumes",
+                       err=True)
+            sys.exit(130)
 
     return wrapper
+
+
+def _output_folder(out: Path, source: Path) -> None:
+    """An output folder must not be a file, nor the input or inside it."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {str(out)!r} is a file: choose a folder path")
+    check_not_inside(out, source)
+
+
+def _results_store(path: Path) -> Path:
+    """RESULTS of ``report``: a results store, not the folder holding it (nor another store)."""
+    if path.is_dir() and not is_store(path):
+        hint = (f"pass {str(path / 'results.zarr')!r}" if (path / "results.zarr").exists()
+                else "pass the results.zarr that `redoxflow analyze` or `run` wrote")
+        raise InputError(f"{str(path)!r} is a folder, not a results store: {hint}")
+    return path
 
 
 def _ints(text: str | None):
@@ -289,6 +311,7 @@ def run(config_path, dry_run, cluster, workers, profile, overwrite):
 def label_cmd(store, out, class_id, connectivity, overwrite, backend):
     """Label connected components of one class of STORE into the label store OUT."""
 
+    check_not_inside(out, store)
     vol = open_volume(store)
     if vol.attrs.get("kind") == "intensity" or np.dtype(vol.dtype).kind not in "iub":
         raise InputError(f"{store} holds grey levels ({vol.dtype}), not classes: segment it "
@@ -311,6 +334,7 @@ def measure(labels, table, properties, backend, overwrite):
     """Per-bubble properties of the label store LABELS, written to TABLE (.nc or .csv)."""
 
     props = "all" if properties == "all" else properties.split(",")
+    check_not_inside(table, labels)
     with atomic_file(table, overwrite=overwrite) as tmp:
         ds = regionprops(open_volume(labels), properties=props, backend=backend)
         if table.suffix == ".csv":
@@ -339,6 +363,7 @@ def analyze(classes, out, negative_side, compat, voxel_size, split_touching, net
     """Bubble analysis of the class store CLASSES, written to OUT/results.zarr."""
 
     cfg = load_config(config_path, {"analyze.split_touching": split_touching})
+    _output_folder(out, classes)
     tree = run_analysis(str(classes), spacing=voxel_size, negative_side=negative_side,
                         compat=compat, config=cfg, out=out, overwrite=overwrite, netcdf=netcdf,
                         csv=csv, progress=True)
@@ -364,7 +389,7 @@ def analyze(classes, out, negative_side, compat, voxel_size, split_touching, net
 def report(results, out, orbit_frames, no_3d, overwrite, step):
     """Write a self-contained HTML report (and PNGs) of RESULTS.zarr."""
 
-    path = make_report(results, out, render_3d=not no_3d, orbit_frames=orbit_frames,
+    path = make_report(_results_store(results), out, render_3d=not no_3d, orbit_frames=orbit_frames,
                        overwrite=overwrite, step=step)
     click.echo(f"wrote {path} (figures in {path.parent / 'figures'})")
 
@@ -391,6 +416,7 @@ def microstructure_cmd(volume, out, phases, voxel_size, method, metrics, inlet,
     """Porosity, surfaces, pore sizes, percolation and correlation of the phase volume VOLUME,
     written to OUT/microstructure.nc."""
 
+    _output_folder(out, volume)
     ds = measure_microstructure(str(volume), phases=phases, spacing=voxel_size, method=method,
                                 inlet=inlet, metrics=tuple(m.strip() for m in metrics.split(",")))
     axes = [a.strip() for a in tortuosity_axes.split(",") if a.strip()]
@@ -458,7 +484,9 @@ def segment_cmd(volume, out, model, tile, overlap, batch_size, mode, triplanar, 
     """Segment the grey-level store VOLUME into the class store OUT (resumable)."""
 
     cfg = load_config(None, {"cluster.cluster": cluster, "cluster.workers": workers,
-                             "cluster.profile": profile})
+                             "cluster.profile": profile, "segment.overlap": overlap,
+                             "segment.batch_size": batch_size, "segment.tile": tile})
+    check_not_inside(out, volume)
     with make_client(config=cfg.cluster):
         vol = segment(volume, model, out=out, tile=tile, overlap=overlap, batch_size=batch_size,
                       mode=mode, triplanar=triplanar, probabilities=probabilities,

@@ -431,7 +431,12 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"config file {str(path)!r} does not exist: check the path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config file {str(path)!r} is not UTF-8 text (byte {exc.start}): "
+                         "save it as UTF-8") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise InputError(f"config file {str(path)!r} is not valid YAML: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
@@ -487,4 +492,56 @@ def load_config(
     }
     _apply(cfg, from_env, "environment")
     _apply(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, "arguments")
+    check_ranges(cfg)
     return cfg
+
+
+def _memory(value: str) -> bool:
+    from dask.utils import parse_bytes
+
+    if value == "auto":
+        return True
+    try:
+        return parse_bytes(value) > 0
+    except (ValueError, TypeError):
+        return False
+
+
+#: (key, test, what the value must be) of every option whose type alone does not bound it
+RANGES = (
+    ("io.chunk_mib", lambda v: v > 0, "a positive number of MiB"),
+    ("io.compression_level", lambda v: 0 <= v <= 22, "an integer from 0 (none) to 22"),
+    ("io.pyramid_levels", lambda v: v is None or 1 <= v <= 16, "an integer from 1 to 16"),
+    ("cluster.workers", lambda v: v is None or v >= 1, "a positive integer"),
+    ("cluster.threads_per_worker", lambda v: v >= 1, "a positive integer"),
+    ("cluster.memory_limit", _memory, "'auto' or a size like 4GB"),
+    ("segment.tile", lambda v: v is None or v >= 1, "a positive integer"),
+    ("segment.overlap", lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    ("segment.batch_size", lambda v: v >= 1, "a positive integer"),
+    ("segment.slab", lambda v: v is None or v >= 1, "a positive integer"),
+    ("analyze.min_volume_voxels", lambda v: v >= 0, "a non-negative integer"),
+    ("analyze.min_solidity", lambda v: v is None or 0 <= v <= 1, "a fraction in [0, 1]"),
+    ("analyze.split_min_distance", lambda v: v > 0, "a positive number of voxels"),
+    ("analyze.split_h", lambda v: v >= 0, "a non-negative number of voxels"),
+    ("input.voxel_size", lambda v: v is None or 0 < v < float("inf"), "a positive number"),
+    ("input.shape", lambda v: len(v) == 3 and min(v) >= 1, "three positive integers [z, y, x]"),
+    ("output.orbit_frames", lambda v: v >= 0, "a non-negative integer"),
+)
+
+
+def check_ranges(cfg: Config) -> None:
+    """Refuse values of the right type but outside their range, in one line.
+
+    Examples
+    --------
+    >>> check_ranges(Config())
+    >>> load_config(overrides={"io.compression_level": 99}, environ={})
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: config key 'io.compression_level' is 99: it must be an integer from 0 (none) to 22
+    """
+    for key, test, want in RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not test(value):
+            raise InputError(f"config key {key!r} is {value!r}: it must be {want}")

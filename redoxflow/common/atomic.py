@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,58 @@ from pathlib import Path
 from ..errors import InputError, StoreExistsError
 
 NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit, quota
+HOST = socket.gethostname().split(".")[0].replace("-", "_")
+
+
+def _tmp_name(dest: Path, suffix: str = "") -> Path:
+    """``.NAME.partial-HOST-PID-XXXXXXXX``: who made it, so a later run can remove it once
+    that process is gone (a SIGKILL leaves it behind)."""
+    return dest.parent / f".{dest.name}.partial-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale(dest: str | os.PathLike) -> list[Path]:
+    """Remove temporary siblings of ``dest`` left by a process of this host that is gone.
+
+    Only names this module makes (``.NAME.partial-HOST-PID-XXXXXXXX[.suffix]``) are
+    touched; a live process's are kept.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / f".a.zarr.partial-{HOST}-999999999-0123abcd").mkdir()
+    >>> [p.name.split("-")[0] for p in remove_stale(root / "a.zarr")]
+    ['.a.zarr.partial']
+    """
+    dest = Path(dest).absolute()
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    pattern = re.compile(re.escape(f".{dest.name}.partial-{HOST}-") + r"(\d+)-[0-9a-f]{8}")
+    for sibling in dest.parent.glob(f".{glob.escape(dest.name)}.partial-{HOST}-*"):
+        match = pattern.match(sibling.name)
+        if match and not _alive(int(match.group(1))):
+            _remove(sibling)
+            removed.append(sibling)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def is_store(path: str | os.PathLike) -> bool:
@@ -36,6 +91,9 @@ def is_store(path: str | os.PathLike) -> bool:
 
 def _prepare(dest: Path, overwrite: bool, replaceable, kind: str) -> Path:
     """Refuse an existing output (or one that is not ours to replace); make its folder."""
+    if dest.is_symlink() and not dest.exists():
+        raise InputError(f"output {str(dest)!r} is a link to {os.readlink(dest)!r}, which does "
+                         "not exist: remove the link or choose another path")
     if dest.exists():
         if not overwrite:
             raise StoreExistsError(f"output {str(dest)!r} already exists: choose another path or "
@@ -49,10 +107,20 @@ def _prepare(dest: Path, overwrite: bool, replaceable, kind: str) -> Path:
     except OSError as exc:
         raise InputError(f"cannot create output folder {str(parent)!r}: {exc.strerror}; "
                          "choose a writable location") from exc
+    if not parent.is_dir():
+        raise InputError(f"output folder {str(parent)!r} is not a folder: choose another "
+                         "location")
     if not os.access(parent, os.W_OK):
         raise InputError(f"output folder {str(parent)!r} is not writable: choose a writable "
                          "location")
+    remove_stale(dest)
     return parent
+
+
+def _not_writable(exc: BaseException, dest: Path) -> None:
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        raise InputError(f"cannot write {str(dest)!r} ({exc.strerror}): choose a writable "
+                         "location; the input is untouched") from exc
 
 
 def _no_space(exc: BaseException, dest: Path) -> None:
@@ -89,16 +157,16 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
     """
     dest = Path(store).absolute()
     parent = _prepare(dest, overwrite, is_store, "Zarr store")
-    tmp = parent / (f".{dest.name}.partial" if resume
-                    else f".{dest.name}.partial-{uuid.uuid4().hex[:8]}")
+    tmp = parent / f".{dest.name}.partial" if resume else _tmp_name(dest)
     try:
         yield tmp
+        _swap_in(tmp, dest)
     except BaseException as exc:
         if not resume:
             shutil.rmtree(tmp, ignore_errors=True)
         _no_space(exc, dest)
+        _not_writable(exc, dest)
         raise
-    _swap_in(tmp, dest)
 
 
 def _swap_in(tmp: Path, dest: Path) -> None:
@@ -107,7 +175,12 @@ def _swap_in(tmp: Path, dest: Path) -> None:
     if dest.exists():
         old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
         dest.rename(old)
-    tmp.rename(dest)
+    try:
+        tmp.rename(dest)
+    except OSError:
+        if old is not None:  # put the previous output back
+            old.rename(dest)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -158,12 +231,12 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     """
     dest = Path(path).absolute()
     parent = _prepare(dest, overwrite, lambda p: p.is_file(), "file")
-    tmp = parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}{dest.suffix}"
+    tmp = _tmp_name(dest, dest.suffix)
     try:
         yield tmp
         os.replace(tmp, dest)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        _remove(tmp)
         _no_space(exc, dest)
+        _not_writable(exc, dest)
         raise
