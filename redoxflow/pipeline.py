@@ -272,7 +272,7 @@ class _ClientTasks:
 
     def __init__(self, client):
         self.client = client
-        client.register_plugin(_scheduler_counter(), name=_COUNTER, idempotent=True)
+        client.register_plugin(_scheduler_counter(), name=_COUNTER)
         self.start = client.run_on_scheduler(_counter_counts)
 
     def counts(self) -> tuple[int, int]:
@@ -292,6 +292,7 @@ def _scheduler_counter():
 
     class Counter(SchedulerPlugin):
         name = _COUNTER
+        idempotent = True  # registered once per scheduler; later stages read its counts
 
         def __init__(self):
             self.total = self.finished = 0

@@ -143,3 +143,17 @@ def test_stage_lines_are_named_and_count_the_work(tmp_path, capfd):
     assert int(analyze.split("(")[-1].split()[0]) > 10  # the analysis' dask tasks counted
     assert "[3/5] score: not needed" in err and "Completed |" not in err
     assert summary["stages"]["analyze"] == "done"
+
+
+def test_stage_bar_counts_tasks_on_a_distributed_client(client):
+    """On a cluster (what `redoxflow run` uses) the bar counts the scheduler's tasks."""
+    import dask.array as da
+
+    from redoxflow.pipeline import StageBar
+
+    with StageBar("[1/1] sum", enabled=False) as bar:
+        da.ones((64, 64), chunks=8).sum().compute()
+    assert bar.tasks[0] >= 64 and bar.tasks[1] == bar.tasks[0]
+    with StageBar("[1/1] again", enabled=False) as bar:  # counts since the stage began
+        (da.ones((16, 16), chunks=8) + 1).sum().compute()
+    assert 4 <= bar.tasks[1] < 64

@@ -150,8 +150,8 @@ def orientation_polar(bubbles):
                     s=12)
     ax.set_title("major axis: theta (angle) vs phi (radius, deg)")
     ax.set_xlabel("theta (deg)")
-    ax.set_ylabel("phi (deg)")
-    fig.colorbar(sc, ax=ax, label="log10 volume (voxels)", shrink=0.7)
+    ax.set_ylabel("phi (deg)", labelpad=28)  # clear of the 180 degree tick label
+    fig.colorbar(sc, ax=ax, label="log10 volume (voxels)", shrink=0.7, pad=0.12)
     return fig
 
 

@@ -29,7 +29,10 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 </script>"""
 STYLE = """<style>body{font-family:sans-serif;margin:2em;max-width:1300px}
 table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}
-th{cursor:pointer;background:#eee}img{max-width:100%}.note{color:#a33}</style>"""
+th{cursor:pointer;background:#eee}img{max-width:100%}.note{color:#a33}
+.wide{overflow-x:auto;max-width:100%}
+@media print{body{margin:0;max-width:none}.wide{overflow:visible}table{font-size:9px}
+h2,h3{break-after:avoid}img,tr{break-inside:avoid}}</style>"""
 
 
 #: every file the report may write under figures/
@@ -170,7 +173,7 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
             figure("tracks", "Bubble tracks", lambda: plots.tracks_plot(bubbles))
     if render_3d:
         sections += _scenes(tree, folder, figs, notes, orbit_frames, n_bubbles, step, steps)
-    sample = Path(str(tree.attrs.get("input", results.parent.name))).name or "array"
+    sample = _sample_name(tree.attrs, results)
     made = str(tree.attrs.get("history", "")).split(" ", 1)[0] or "unknown date"
     body = [f"<h1>redoxflow report: {html.escape(sample)}</h1>",
             f"<p>Analysed {html.escape(made)} with redoxflow "
@@ -183,12 +186,12 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None, *,
     body += ["<h2>Figures</h2>", *sections]
     if n_bubbles:
         body += [f"<h2>Bubbles kept in the cell ({n_bubbles}; click a header to sort)</h2>",
-                 _table(_bubble_table(bubbles), sortable=True)]
+                 '<div class="wide">' + _table(_bubble_table(bubbles), sortable=True)
+                 + "</div>"]
     prov = {k: _decoded(v) for k, v in tree.attrs.items() if k != "config"}
     config = tree.attrs.get("config", "{}")
-    body += ["<h2>Provenance</h2>", f"<pre>{html.escape(json.dumps(prov, indent=2, default=str))}</pre>",
-             "<h2>Config</h2>",
-             f"<pre>{html.escape(json.dumps(json.loads(config), indent=2))}</pre>"]
+    body += ["<h2>Provenance</h2>", f"<pre>{html.escape(_json(prov))}</pre>",
+             "<h2>Config</h2>", f"<pre>{html.escape(_json(json.loads(config)))}</pre>"]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>redoxflow report</title>" \
            f"{STYLE}</head><body>{''.join(body)}{SORT_JS}</body></html>"
     with atomic_file(out, overwrite=overwrite) as part:
@@ -334,6 +337,41 @@ def _microstructure_page(ds, source: Path, out: Path, overwrite: bool) -> Path:
     with atomic_file(out, overwrite=overwrite) as part:
         part.write_text(page)
     return out
+
+
+def _sample_name(attrs, results: Path) -> str:
+    """What the page is about: the run's input (``run.json`` beside the results, written by
+    ``redoxflow run``/``demo``), else the analysed store's name.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _sample_name({"input": "/data/cell7/classes.zarr"}, folder / "results.zarr")
+    'classes.zarr'
+    >>> _ = (folder / "run.json").write_text('{"input": {"source": "synthetic", "seed": 0, '
+    ...                                      '"shape": [96, 160, 160]}}')
+    >>> _sample_name({}, folder / "results.zarr")
+    'synthetic cell (seed 0, 96x160x160)'
+    """
+    record = results.parent / "run.json"
+    source = None
+    if record.exists():
+        inp = json.loads(record.read_text()).get("input", {})
+        source = inp.get("source")
+        if source == "synthetic":
+            shape = "x".join(str(s) for s in inp.get("shape", []))
+            return f"synthetic cell (seed {inp.get('seed')}, {shape})"
+    return Path(str(source or attrs.get("input", results.parent.name))).name or "array"
+
+
+def _json(value) -> str:
+    """Indented JSON whose lists of numbers stay on one line (class counts, shapes)."""
+    import re
+
+    text = json.dumps(value, indent=2, default=str)
+    return re.sub(r"\[[-0-9.eE,\s]*\]", lambda m: "[" + " ".join(m.group()[1:-1].split()) + "]",
+                  text)
 
 
 def _decoded(value):

@@ -145,7 +145,7 @@ def _plotter(size, title: str):
 def _scale(pl) -> None:
     """Physical axes on the outer box: the scene's scale bar, in micrometres."""
     pl.show_bounds(location="outer", xtitle="x (um)", ytitle="y (um)", ztitle="z (um)",
-                   color="black", font_size=8, ticks="outside")
+                   color="black", font_size=11, ticks="outside")
 
 
 def scene_cell(classes: Any, *, size=(800, 800), max_voxels: int = MAX_RENDER_VOXELS,
@@ -261,7 +261,10 @@ def scene_property(labels: Any, bubbles, prop: str, *, size=(800, 800), cmap: st
         mesh.point_data[prop] = lut[_point_labels(mesh, vol, sp)]
         pl.add_mesh(mesh, scalars=prop, cmap=cmap, nan_color="lightgrey", smooth_shading=True,
                     scalar_bar_args={"title": f"log10 {prop}" if log else prop,
-                                     "color": "black"})
+                                     "color": "black", "vertical": True, "position_x": 0.86,
+                                     "position_y": 0.25, "height": 0.5, "width": 0.08,
+                                     "n_labels": 5, "fmt": "%.3g", "title_font_size": 14,
+                                     "label_font_size": 12})  # clear of the axes and title
     if classes is not None:
         cvol, csp, _ = render_volume(classes, max_voxels=max_voxels)
         mem = surface(cvol == 2, csp, decimate=0.5)
@@ -385,6 +388,8 @@ def screenshot(plotter, path: str | os.PathLike | None = None) -> np.ndarray:
 
 #: the largest orbit GIF the report embeds (bytes): 1 MiB, about 1.4 MB of base64 in the page
 ORBIT_MAX_BYTES = 2**20
+#: the narrowest orbit frame before frames are dropped to fit the cap (pixels)
+ORBIT_MIN_WIDTH = 480
 
 
 def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float = 3.0,
@@ -393,7 +398,8 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
 
     The camera is raised by ``elevation`` and turned once around; the plotter is closed
     afterwards and the file written atomically. A GIF larger than ``max_bytes`` is shrunk
-    (frames scaled down by 3/4 at a time, then every other frame dropped) until it fits.
+    until it fits: frames scaled down to 480 pixels wide, then every other frame dropped
+    down to 12 (see :func:`_capped_gif`).
 
     Parameters
     ----------
@@ -450,24 +456,40 @@ def orbit(plotter, path: str | os.PathLike, *, frames: int = 36, duration: float
 
 
 def _capped_gif(images: np.ndarray, duration: float, max_bytes: int | None) -> bytes:
-    """GIF bytes of ``images`` (n, h, w, 3), shrunk until at most ``max_bytes``: scaled by
-    3/4 while frames stay at least 64 pixels wide, then every other frame dropped (at least
-    2 frames kept; what still does not fit is refused)."""
+    """GIF bytes of ``images`` (n, h, w, 3), shrunk until at most ``max_bytes``.
+
+    A GIF's size goes with frames x pixels: frames are first scaled down to no less than
+    ``ORBIT_MIN_WIDTH`` pixels (readable labels), then every other frame is dropped down to
+    12 (a smooth enough turn), then both go on down to 64 pixels and 2 frames; what still
+    does not fit is refused.
+    """
     import imageio.v3 as iio
-    from skimage.transform import resize
 
     while True:
         data = iio.imwrite("<bytes>", images, extension=".gif",
                            duration=duration * 1000 / len(images), loop=0)
         if max_bytes is None or len(data) <= max_bytes:
             return data
-        h, w = images.shape[1:3]
-        if w * 3 // 4 >= 64:
-            size = (len(images), h * 3 // 4, w * 3 // 4, images.shape[3])
-            images = (resize(images, size, order=1, anti_aliasing=True,
-                             preserve_range=True) + 0.5).astype(np.uint8)
-        elif len(images) > 2:
+        n, w = len(images), images.shape[2]
+        factor = max(np.sqrt(0.9 * max_bytes / len(data)), 0.5)  # the estimated fit
+        if w > ORBIT_MIN_WIDTH:
+            images = _resized(images, max(factor, ORBIT_MIN_WIDTH / w))
+        elif n > 12:
+            images = images[::2]
+        elif w * factor >= 64:
+            images = _resized(images, factor)
+        elif n > 2:
             images = images[::2]
         else:
             raise InputError(f"an orbit GIF does not fit in {max_bytes} bytes: pass a "
                              "larger max_bytes")
+
+
+def _resized(images: np.ndarray, factor: float) -> np.ndarray:
+    """Frames scaled by ``factor`` (anti-aliased)."""
+    from skimage.transform import resize
+
+    n, h, w, c = images.shape
+    size = (n, max(1, round(h * factor)), max(1, round(w * factor)), c)
+    return (resize(images, size, order=1, anti_aliasing=True, preserve_range=True)
+            + 0.5).astype(np.uint8)

@@ -33,7 +33,7 @@ def test_orbit_gif_is_shrunk_to_its_cap():
     assert len(small) <= 200_000
     out = iio.imread(small, index=None, extension=".gif")
     assert out.shape[0] >= 2 and out.shape[2] < 240  # scaled down before frames are dropped
-    assert out.std() > 20  # still the picture, not a blank
+    assert abs(out.mean() - frames.mean()) < 10 and out.std() > 5  # the picture, not a blank
     assert _capped_gif(frames[:2, :64, :64], 3.0, None) == _capped_gif(frames[:2, :64, :64],
                                                                          3.0, 10**7)
     with pytest.raises(InputError, match="does not fit in 100 bytes"):
