@@ -128,6 +128,22 @@ def _paint_whole(r2, work, radii, scale, threads):
     return out
 
 
+def _in_memory_bytes() -> int:
+    """Squared distances (bytes) that one task may hold: :data:`IN_MEMORY_BYTES`, or a
+    fifth of the smallest memory limit of a dask.distributed cluster's workers (the task
+    holds about 14 bytes per voxel: int32 radii and their padded copy, the ridge, the
+    float32 output)."""
+    try:
+        from distributed import get_client  # only where a cluster is in use
+
+        workers = get_client().scheduler_info()["workers"].values()
+    except (ImportError, ValueError):
+        return IN_MEMORY_BYTES
+    limits = [int(w.get("memory_limit") or 0) for w in workers]
+    limits = [x for x in limits if x > 0]
+    return min([IN_MEMORY_BYTES] + [x // 5 for x in limits])
+
+
 def _threads(workers: int | None) -> int:
     return int(workers or os.cpu_count() or 1)
 
@@ -181,7 +197,7 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     d2 = distance.distance_to(~m, spacing=work, squared=True,
                               slab_voxels=_slab_voxels(m, workers))
     d2 = _whole_voxels(d2, work)
-    if d2.nbytes <= IN_MEMORY_BYTES:  # one task: every ball painted once, no halos
+    if d2.nbytes <= _in_memory_bytes():  # one task: every ball painted once, no halos
         task = dask.delayed(_paint_whole)(d2, work, radii, scale, _threads(workers))
         out = da.from_delayed(task, m.shape, np.float32)
         return out.compute() if isinstance(mask, np.ndarray) else out.rechunk(m.chunks)
