@@ -18,7 +18,7 @@ from ..measure import regionprops
 from . import separation as sep
 from .datasets import FILTERS, blockage_dataset, density_dataset, filter_table, summary_dataset
 from .masks import CLASS_IDS, HALF_NAMES, counts_and_density, masks, row_maps
-from .walls import add_wall_columns, flags, wall_contacts
+from .walls import add_wall_columns, centroid_voxels, flags, wall_contacts
 from .watershed import split_touching
 
 UTILE_MC = dict(mc_level=0.0, mc_pad=False, ddof=1, degenerate=0.0, flat_zeroes_both=True,
@@ -107,10 +107,11 @@ def analyze_volume(arr, spacing, *, negative_side: NegativeSide, compat: str | N
     side_lut = np.zeros(n_components + 1, np.uint8)
     side_lut[table["bubble"].values.astype(np.int64)] = half
     wall_masks = {"membrane": lazy["membrane"], "gasket": lazy["gasket"]}
-    walls = wall_contacts(wall_masks, labels, side_lut, spacing)
+    walls = wall_contacts(wall_masks, labels, side_lut, spacing,
+                          points=None if compat else centroid_voxels(table, arr.shape))
     phase("walls")
     table["half"] = ("bubble", half, flags(HALF_NAMES))
-    table = add_wall_columns(table, walls, wall_masks, labels, spacing, arr.shape, compat)
+    table = add_wall_columns(table, walls, spacing, arr.shape, compat)
     phase("distances")
     measured = table
     table, removed_by = filter_table(measured, compat, acfg)

@@ -1,15 +1,22 @@
 """Walls of the cell (membrane, gasket, field of view): contacts, blockage and distances.
 
 One halo pass over the wall codes and the labels gives each wall's contacts with the bubbles
-(blockage) and its boundary voxels (a KD-tree); one more pass over the labels gives each
-bubble's exact surface distance to those walls.
+(blockage), its boundary voxels (a KD-tree) and, in the default mode, each bubble's exact
+surface distance to it (the walls' distance transforms read at the bubbles' voxels, never
+stored; a pass of its own when the labels are not chunked in whole planes).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..distance import min_distance_per_label
+from ..distance import (
+    min_distance_per_label,
+    points_in_block,
+    reduce_minima,
+    slab_minima,
+    slab_neighbours,
+)
 from .blockage import block_walls
 
 WALLS = ["membrane", "gasket", "z-", "z+", "y-", "y+", "x-", "x+"]
@@ -69,8 +76,9 @@ def _halo_sides(idx, numblocks) -> tuple[int, ...]:
     return tuple(s for a in range(3) for s in (int(idx[a] > 0), int(idx[a] < numblocks[a] - 1)))
 
 
-def wall_contacts(walls, labels, side_lut, spacing):
-    """One halo pass: per wall mask, the reduced contacts and a KD-tree of its boundary.
+def wall_contacts(walls, labels, side_lut, spacing, points=None):
+    """One halo pass: per wall mask, the reduced contacts and a KD-tree of its boundary, and
+    (given ``points``) every label's exact distance to each wall.
 
     Parameters
     ----------
@@ -82,6 +90,8 @@ def wall_contacts(walls, labels, side_lut, spacing):
         Half-cell code of each label.
     spacing : (z, y, x) float
         Voxel size.
+    points : int ndarray, shape (m, 3), optional
+        Voxels whose distance to each wall is wanted too; asks for the distances.
 
     Returns
     -------
@@ -90,7 +100,10 @@ def wall_contacts(walls, labels, side_lut, spacing):
         :func:`redoxflow.analysis.blockage.block_contacts` reduced over the volume
         (``row_map`` (4, z, y), ``blocked``, ``blocked_any``, ``ids``, ``area``) and a
         ``scipy.spatial.cKDTree`` of the wall's boundary voxels in physical coordinates;
-        ``(None, None)`` for an absent wall (the tree is None when the wall is empty).
+        ``(None, None)`` for an absent wall (the tree is None when the wall is empty). With
+        ``points``, ``"distances"`` -> (ids, distances, at_points) as
+        :func:`redoxflow.distance.min_distance_per_label` gives them, one column per wall
+        of ``walls`` (``inf`` for an absent one).
 
     Examples
     --------
@@ -100,37 +113,88 @@ def wall_contacts(walls, labels, side_lut, spacing):
     >>> labels = da.from_array(labels, chunks=(2, 6, 8))
     >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
     >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
-    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
+    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0),
+    ...                       points=np.array([[0, 0, 0]]))
     >>> contacts, tree = walls["membrane"]
     >>> contacts["ids"].tolist(), contacts["area"].tolist(), contacts["blocked"].tolist()
     ([1], [4.0], [0, 4, 0, 0])
     >>> tree.n, walls["gasket"]
     (24, (None, None))
+    >>> ids, dist, at = walls["distances"]
+    >>> ids.tolist(), dist.tolist(), at.tolist()
+    ([1], [[1.0, inf]], [[4.0, inf]])
     """
     import dask
     from scipy.spatial import cKDTree
 
     names = [k for k, v in walls.items() if v is not None]
     if not names:
-        return {k: (None, None) for k in walls}
+        out = {k: (None, None) for k in walls}
+        if points is not None:
+            out["distances"] = _every_wall(walls, names, min_distance_per_label(
+                labels, [], spacing=spacing, points=points))
+        return out
     codes = sum((walls[k].astype(np.uint8) * (i + 1) for i, k in enumerate(names)))
     codes = codes.rechunk(labels.chunks)
     starts = _origins(labels.chunks)
     cb, lb = _halo_blocks(codes), _halo_blocks(labels)
     lut = dask.delayed(side_lut)
-    tasks = {idx: dask.delayed(block_walls)(cb[idx], lb[idx],
-                                            [starts[a][idx[a]] for a in range(3)], lut,
-                                            spacing, len(names),
-                                            _halo_sides(idx, labels.numblocks))
-             for idx in np.ndindex(*labels.numblocks)}
+    # the distances in the same pass where each block holds whole planes
+    fused = points is not None and labels.numblocks[1:] == (1, 1)
+    if fused:
+        pts = np.asarray(points, np.int64).reshape(-1, 3)
+        neighbours = slab_neighbours([codes == i + 1 for i in range(len(names))])
+    tasks = {}
+    for idx in np.ndindex(*labels.numblocks):
+        origin = [starts[a][idx[a]] for a in range(3)]
+        sides = _halo_sides(idx, labels.numblocks)
+        distance = None
+        if fused:
+            inside, local = points_in_block(pts, origin[0], labels.chunks[0][idx[0]])
+            distance = ([nb[0][idx[0]] for nb in neighbours],
+                        [nb[1][idx[0]] for nb in neighbours], local, inside)
+        tasks[idx] = dask.delayed(_block_walls_distances)(cb[idx], lb[idx], origin, lut,
+                                                          spacing, len(names), sides, distance)
     (res,) = dask.compute(tasks)
     out = {k: (None, None) for k in walls}
     for w, name in enumerate(names):
-        parts = {idx: r[w][0] for idx, r in res.items()}
-        pts = np.concatenate([r[w][1] for r in res.values()])
-        tree = cKDTree(pts * np.asarray(spacing)) if len(pts) else None
+        parts = {idx: r[0][w][0] for idx, r in res.items()}
+        pts_w = np.concatenate([r[0][w][1] for r in res.values()])
+        tree = cKDTree(pts_w * np.asarray(spacing)) if len(pts_w) else None
         out[name] = (_reduce_contacts(parts, starts, labels.shape), tree)
+    if fused:
+        found = reduce_minima([r[1] for r in res.values()], len(names), len(pts))
+    elif points is not None:
+        found = min_distance_per_label(labels, [walls[k] for k in names], spacing=spacing,
+                                       points=points)
+    if points is not None:
+        out["distances"] = _every_wall(walls, names, found)
     return out
+
+
+def _every_wall(walls, names, found):
+    """(ids, distances, at_points) with one column per wall of ``walls`` (inf: absent)."""
+    ids, dist, at = found
+    full_dist = np.full((len(ids), len(walls)), np.inf)
+    full_at = np.full((len(at), len(walls)), np.inf)
+    for k, name in enumerate(names):
+        j = list(walls).index(name)
+        full_dist[:, j], full_at[:, j] = dist[:, k], at[:, k]
+    return ids, full_dist, full_at
+
+
+def _block_walls_distances(codes, labels, origin, side_lut, spacing, n_walls, halo, distance):
+    """:func:`~.blockage.block_walls` of a block and (given ``distance``: the block's
+    packed neighbour maps, local points and their numbers) the per-label minimum squared
+    distance to each wall of its core, a block of whole planes."""
+    contacts = block_walls(codes, labels, origin, side_lut, spacing, n_walls, halo)
+    if distance is None:
+        return contacts, None
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    core = slice(halo[0], codes.shape[0] - halo[1])  # whole planes: a halo along z only
+    walls = [codes[core] == w + 1 for w in range(n_walls)]
+    return contacts, slab_minima(labels[core], walls, int(origin[0]), *distance[:2], spacing,
+                                 *distance[2:])
 
 
 def _reduce_contacts(parts, starts, shape):
@@ -213,20 +277,25 @@ def utile_proximity(ds, shape, tree):
     return dist.min(axis=1), dist.argmin(axis=1)
 
 
-def default_proximity(ds, labels, masks, trees, spacing, shape):
+def centroid_voxels(ds, shape) -> np.ndarray:
+    """The voxel (z, y, x) of each bubble's centroid, clipped to the volume."""
+    return np.clip(np.rint(ds["centroid_voxel"].values).astype(np.int64), 0,
+                   np.asarray(shape) - 1).reshape(-1, 3)
+
+
+def default_proximity(ds, distances, trees, spacing, shape):
     """Surface (voxel-centre) and centroid distances to membrane, gasket and the FOV faces.
 
     Parameters
     ----------
     ds : xarray.Dataset
         The bubble table: ``bubble``, ``bbox_min``, ``bbox_max``, ``centroid``.
-    labels : dask.array.Array, shape (z, y, x)
-        Bubble labels.
-    masks : (membrane, gasket) of lazy bool masks or None
-        The walls' voxels (None: absent); their exact distance transforms give the surface
-        distances (:func:`redoxflow.distance.min_distance_per_label`).
+    distances : (ids, distances, at_points)
+        The walls' exact distances (``"distances"`` of :func:`wall_contacts` asked at
+        :func:`centroid_voxels`), columns (membrane, gasket).
     trees : (membrane, gasket) of scipy.spatial.cKDTree or None
-        The walls' boundary voxels in physical coordinates, for the centroid distances.
+        The walls' boundary voxels in physical coordinates, for the centroid distances
+        (None: the wall is absent or empty).
     spacing : (z, y, x) float
         Voxel size.
     shape : (z, y, x) int
@@ -245,14 +314,15 @@ def default_proximity(ds, labels, masks, trees, spacing, shape):
     >>> membrane = np.zeros((4, 6, 8), bool); membrane[:, :, 4] = True
     >>> labels = np.zeros((4, 6, 8), np.uint32); labels[1:3, 2:4, 5:7] = 1
     >>> labels = da.from_array(labels, chunks=(2, 6, 8))
-    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
-    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
-    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
     >>> import redoxflow as rf
     >>> table = rf.regionprops(labels, spacing=1.0)
-    >>> surface, centroid = default_proximity(
-    ...     table, labels, (da.from_array(membrane), None), (walls["membrane"][1], None),
-    ...     (1.0, 1.0, 1.0), (4, 6, 8))
+    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
+    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
+    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0),
+    ...                       points=centroid_voxels(table, (4, 6, 8)))
+    >>> surface, centroid = default_proximity(table, walls["distances"],
+    ...                                       (walls["membrane"][1], None), (1.0, 1.0, 1.0),
+    ...                                       (4, 6, 8))
     >>> surface.tolist()
     [[1.0, nan, 2.0, 2.0, 3.0, 3.0, 6.0, 2.0]]
     """
@@ -262,32 +332,26 @@ def default_proximity(ds, labels, masks, trees, spacing, shape):
     fov = np.stack([(lo[:, 0] + 1) * s[0], (shape[0] - hi[:, 0]) * s[0],
                     (lo[:, 1] + 1) * s[1], (shape[1] - hi[:, 1]) * s[1],
                     (lo[:, 2] + 1) * s[2], (shape[2] - hi[:, 2]) * s[2]], axis=1)
-    present = [j for j, m in enumerate(masks) if m is not None]
-    cen_voxel = np.clip(np.rint(ds["centroid_voxel"].values).astype(np.int64), 0,
-                        np.asarray(shape) - 1)
-    sid, sdist, at = min_distance_per_label(labels, [masks[j] for j in present],
-                                            spacing=spacing, points=cen_voxel)
-    walls = np.full((len(ids), 2), np.inf)
-    for k, j in enumerate(present):
-        walls[:, j] = lookup(ids, sid, sdist[:, k], np.inf)
-    surface = np.concatenate([walls, fov], axis=1)
+    sid, sdist, at = distances
+    walls = np.stack([lookup(ids, sid, sdist[:, j], np.inf) for j in range(2)], axis=1)
+    surface = np.concatenate([walls.reshape(len(ids), 2), fov], axis=1)
     # centroid distances from the walls' boundary voxels; the distance transform at the
     # centroid's voxel bounds the search (|d(c) - d(voxel)| <= half a voxel diagonal)
     cen = ds["centroid"].values
     slack = 0.5 * float(np.linalg.norm(s)) * (1 + 1e-9) + 1e-9
     centroid = np.full((len(ids), 2), np.inf)
-    for k, j in enumerate(present):
-        if trees[j] is not None and len(ids):
+    for j, tree in enumerate(trees):
+        if tree is not None and len(ids):
             # a centroid inside the wall (at == 0) has no bound from the transform: the
             # tree holds only the wall's boundary voxels
-            bound = np.where(at[:, k] > 0, at[:, k] + slack, np.inf)
-            centroid[:, j] = bounded_query(trees[j], cen, bound)
+            bound = np.where(at[:, j] > 0, at[:, j] + slack, np.inf)
+            centroid[:, j] = bounded_query(tree, cen, bound)
     surface[~np.isfinite(surface)] = np.nan
     centroid[~np.isfinite(centroid)] = np.nan
     return surface, centroid
 
 
-def add_wall_columns(table, walls, masks, labels, spacing, shape, compat):
+def add_wall_columns(table, walls, spacing, shape, compat):
     """Contact and distance columns of the bubble table, from :func:`wall_contacts`.
 
     Parameters
@@ -295,11 +359,8 @@ def add_wall_columns(table, walls, masks, labels, spacing, shape, compat):
     table : xarray.Dataset
         The bubble table of :func:`redoxflow.regionprops`.
     walls : dict
-        What :func:`wall_contacts` returns for ``membrane`` and ``gasket``.
-    masks : dict
-        The lazy wall masks (``membrane``, ``gasket``; None when absent).
-    labels : dask.array.Array, shape (z, y, x)
-        Bubble labels.
+        What :func:`wall_contacts` returns for ``membrane`` and ``gasket`` (and, outside
+        compat mode, ``distances``).
     spacing : (z, y, x) float
         Voxel size.
     shape : (z, y, x) int
@@ -320,13 +381,13 @@ def add_wall_columns(table, walls, masks, labels, spacing, shape, compat):
     >>> membrane = np.zeros((4, 6, 8), bool); membrane[:, :, 4] = True
     >>> labels = np.zeros((4, 6, 8), np.uint32); labels[1:3, 2:4, 5:7] = 1
     >>> labels = da.from_array(labels, chunks=(2, 6, 8))
-    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
-    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
-    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0))
     >>> import redoxflow as rf
     >>> table = rf.regionprops(labels, spacing=1.0)
-    >>> masks = {"membrane": da.from_array(membrane), "gasket": None}
-    >>> table = add_wall_columns(table, walls, masks, labels, (1.0, 1.0, 1.0), (4, 6, 8), None)
+    >>> side_lut = np.array([0, 1], np.uint8)  # bubble 1: half-cell code 1
+    >>> walls = wall_contacts({"membrane": da.from_array(membrane, chunks=(2, 6, 8)),
+    ...                        "gasket": None}, labels, side_lut, (1.0, 1.0, 1.0),
+    ...                       points=centroid_voxels(table, (4, 6, 8)))
+    >>> table = add_wall_columns(table, walls, (1.0, 1.0, 1.0), (4, 6, 8), None)
     >>> table["membrane_contact_area"].values.tolist(), WALLS[int(table["nearest_wall"][0])]
     ([4.0], 'membrane')
     """
@@ -346,8 +407,8 @@ def add_wall_columns(table, walls, masks, labels, spacing, shape, compat):
                                                       "definition": "from the centroid"})
         table["closest_wall"] = ("bubble", which.astype(np.int8), flags(UTILE_WALLS))
         return table
-    surface, centroid = default_proximity(table, labels, (masks["membrane"], masks["gasket"]),
-                                          (mem_tree, gas_tree), spacing, shape)
+    surface, centroid = default_proximity(table, walls["distances"], (mem_tree, gas_tree),
+                                          spacing, shape)
     um = {"units": "micrometer"}
     table = table.assign_coords(wall=WALLS)
     table["wall_distance"] = (("bubble", "wall"), surface,

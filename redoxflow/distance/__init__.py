@@ -26,7 +26,8 @@ from ..errors import InputError
 from ..io.volume import as_volume
 from .kernels import NONE_ABOVE, NONE_BELOW, column_extents, slab_label_minima, slab_sqdist
 
-__all__ = ["distance_to", "distance_transform", "min_distance_per_label", "SLAB_VOXELS"]
+__all__ = ["distance_to", "distance_transform", "min_distance_per_label", "slab_neighbours",
+           "slab_minima", "reduce_minima", "points_in_block", "SLAB_VOXELS"]
 
 SLAB_VOXELS = 2**24  # voxels per slab task (float64 work arrays of ~128 MiB)
 SLAB_BATCH = 2  # source chunks whose slabs min_distance_per_label computes together
@@ -89,19 +90,33 @@ def _neighbours(extents: list) -> tuple[list, list]:
     return below, above
 
 
-def _slab_tasks(features: list, spacing) -> tuple[list, list, list]:
-    """Delayed blocks, z origins and packed (below, above) maps of each feature's slabs.
+def slab_neighbours(features: Sequence[Any]) -> list[tuple[list, list]]:
+    """Per feature mask and z block, the nearest feature z before and after the block, per
+    (y, x) column, packed (one pass over the masks).
 
-    The maps come from a pass of their own (computed here): were they part of the slab
-    tasks' graph, every mask block would stay in memory until the last slab is done. They
-    travel compressed (:func:`_pack`): raw, they would cost 8 bytes per column and slab.
+    Parameters
+    ----------
+    features : sequence of bool dask arrays, shape (z, y, x)
+        Chunked in whole planes, all alike.
+
+    Returns
+    -------
+    list of (below, above)
+        Per feature, a list of packed ``below`` and one of packed ``above`` maps, one per
+        z block, as :func:`slab_minima` takes them.
+
+    Notes
+    -----
+    The maps come from a pass of their own: were they part of the slab tasks' graph, every
+    mask block would stay in memory until the last slab is done. They travel compressed
+    (:func:`_pack`): raw, they would cost 8 bytes per column and block.
     """
     starts = np.concatenate([[0], np.cumsum(features[0].chunks[0])[:-1]]).astype(int)
     extents = [[dask.delayed(_packed_extents)(b, int(z0))
                 for b, z0 in zip(f.to_delayed().ravel(), starts)] for f in features]
     (extents,) = dask.compute(extents)
-    neighbours = [_neighbours(e) for e in extents]
-    return [f.to_delayed().ravel() for f in features], list(starts), neighbours
+    return [_neighbours(e) for e in extents]
+
 
 
 def distance_to(features: Any, *, spacing: Any = None, squared: bool = False,
@@ -137,10 +152,11 @@ def distance_to(features: Any, *, spacing: Any = None, squared: bool = False,
     vol = as_volume(features, what="feature mask")
     sp = vol.spacing(spacing)
     mask = plane_slabs(vol.data.astype(bool), slab_voxels)
-    blocks, starts, neighbours = _slab_tasks([mask], sp)
-    below, above = neighbours[0]
+    below, above = slab_neighbours([mask])[0]
+    starts = np.concatenate([[0], np.cumsum(mask.chunks[0])[:-1]]).astype(int)
     parts = []
-    for b, z0, lo, hi, bz in zip(blocks[0], starts, below, above, mask.chunks[0]):
+    for b, z0, lo, hi, bz in zip(mask.to_delayed().ravel(), starts, below, above,
+                                 mask.chunks[0]):
         task = dask.delayed(_slab_distance)(b, int(z0), lo, hi, sp, squared)
         parts.append(da.from_delayed(task, (bz, *mask.shape[1:]), np.float64))
     return da.concatenate(parts, axis=0)
@@ -219,33 +235,48 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
     pts = np.zeros((0, 3), np.int64) if points is None else np.asarray(points, np.int64)
     if not masks:
         return np.zeros(0, np.uint64), np.zeros((0, 0)), np.zeros((len(pts), 0))
-    blocks, starts, neighbours = _slab_tasks(masks, sp)
+    neighbours = slab_neighbours(masks)
+    blocks = [m.to_delayed().ravel() for m in masks]
     label_blocks = lab_slabs.to_delayed().ravel()
+    starts = np.concatenate([[0], np.cumsum(lab_slabs.chunks[0])[:-1]]).astype(int)
     tasks = []
     for s, z0 in enumerate(starts):
-        bz = lab_slabs.chunks[0][s]
-        inside = np.flatnonzero((pts[:, 0] >= z0) & (pts[:, 0] < z0 + bz))
-        tasks.append(dask.delayed(_slab_minima)(
+        inside, local = points_in_block(pts, z0, lab_slabs.chunks[0][s])
+        tasks.append(dask.delayed(slab_minima)(
             label_blocks[s], [fb[s] for fb in blocks], int(z0),
             [nb[0][s] for nb in neighbours], [nb[1][s] for nb in neighbours], sp,
-            pts[inside] - [z0, 0, 0], inside))
+            local, inside))
     # in batches of whole source chunks (each read once): one graph of every slab let the
     # scheduler read ahead (15 GB at 8.6 G voxels)
     source = np.searchsorted(np.cumsum(lab.data.chunks[0]), starts, side="right") // SLAB_BATCH
     results = [r for b in np.unique(source)
                for r in dask.compute([t for t, s in zip(tasks, source) if s == b])[0]]
-    return _reduce_minima(results, len(masks), len(pts))
+    return reduce_minima(results, len(masks), len(pts))
 
 
-def _slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which):
-    """Per-label minimum squared distance to each mask in one slab, and values at points."""
+def points_in_block(points: np.ndarray, z0: int, bz: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``points`` (global (z, y, x)) lie in the planes ``z0 .. z0 + bz - 1``, and
+    their local indices."""
+    inside = np.flatnonzero((points[:, 0] >= z0) & (points[:, 0] < z0 + bz))
+    return inside, points[inside] - [z0, 0, 0]
+
+
+def slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which):
+    """Per-label minimum squared distance to each mask in one block of whole planes, and the
+    squared distances at points; one part of :func:`reduce_minima`.
+
+    ``belows``/``aboves`` are the block's packed maps from :func:`slab_neighbours`;
+    ``which`` numbers the points among all.
+    """
     ids, minima, at = slab_label_minima(
         np.asarray(labels), [np.asarray(m, bool) for m in masks], z0,
         [_unpack(lo) for lo in belows], [_unpack(hi) for hi in aboves], spacing, local_points)
     return ids.astype(np.uint64), minima, which, at
 
 
-def _reduce_minima(results, n_features: int, n_points: int):
+def reduce_minima(results, n_features: int, n_points: int):
+    """Labels, per-label minimum distances and distances at points from the parts of
+    :func:`slab_minima`."""
     ids = np.concatenate([r[0] for r in results]) if results else np.zeros(0, np.uint64)
     mins = np.concatenate([r[1] for r in results]) if results else np.zeros((0, n_features))
     uniq, inv = np.unique(ids, return_inverse=True)

@@ -210,10 +210,11 @@ def test_wall_distances_of_a_ball_near_the_membrane():
     assert np.isnan(b["wall_distance"][0, walls.index("gasket")])
 
 
-@pytest.mark.parametrize("chunks", [(48, 80, 80), (13, 27, 35)])
+@pytest.mark.parametrize("chunks", [(48, 80, 80), (13, 80, 80), (13, 27, 35)])
 def test_wall_distances_equal_brute_force(phantom, chunks, tmp_path):
     """Surface distances = min over the bubble's voxels of scipy's EDT of the wall; centroid
-    distances = nearest wall voxel centre; anisotropic, chunkings that do not divide."""
+    distances = nearest wall voxel centre; anisotropic, chunkings that do not divide. Whole
+    planes: measured in the walls' pass; other chunkings: in a pass of their own."""
     import dask.array as da
     from scipy import ndimage
     from scipy.spatial import cKDTree
@@ -485,7 +486,7 @@ def test_centroid_inside_a_wall_gets_a_finite_distance():
     from scipy.spatial import cKDTree
 
     from redoxflow.analysis.blockage import block_walls
-    from redoxflow.analysis.walls import default_proximity, wall_contacts
+    from redoxflow.analysis.walls import centroid_voxels, default_proximity, wall_contacts
 
     shape = (3, 14, 30)
     wall = np.zeros(shape, bool)
@@ -494,13 +495,14 @@ def test_centroid_inside_a_wall_gets_a_finite_distance():
     labels[1, 0:12, 8] = labels[1, 0:12, 21] = 1    # a U around it, closed beyond y = 10
     labels[1, 11, 8:22] = 1
     lab = da.from_array(labels, chunks=(3, 7, 15))
-    walls = wall_contacts({"membrane": da.from_array(wall, chunks=(3, 7, 15)), "gasket": None},
-                          lab, np.array([0, 1], np.uint8), (1.0, 1.0, 1.0))
     table = rf.regionprops(lab, spacing=1.0)
+    walls = wall_contacts({"membrane": da.from_array(wall, chunks=(3, 7, 15)), "gasket": None},
+                          lab, np.array([0, 1], np.uint8), (1.0, 1.0, 1.0),
+                          points=centroid_voxels(table, shape))
     centroid = table["centroid"].values[0]
     assert wall[tuple(np.rint(centroid).astype(int))]  # the centroid lies inside the wall
-    _, dist = default_proximity(table, lab, (da.from_array(wall), None),
-                                (walls["membrane"][1], None), (1.0, 1.0, 1.0), shape)
+    _, dist = default_proximity(table, walls["distances"], (walls["membrane"][1], None),
+                                (1.0, 1.0, 1.0), shape)
     [(_, edge)] = block_walls(np.pad(wall, 1), np.zeros((5, 16, 32), np.uint32), (0, 0, 0),
                               np.zeros(1, np.uint8), (1.0, 1.0, 1.0), 1)
     assert dist[0, 0] == pytest.approx(cKDTree(edge).query(centroid)[0])
