@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # torch/torchvision are pinned as a matching pair in constraints.txt (see README).
-EXTRAS ?= dev,viz,hpc,ml
+EXTRAS ?= dev,viz,hpc,ml,mpi
 STAMP   = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
 

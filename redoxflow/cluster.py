@@ -44,6 +44,25 @@ def _jobqueue_cluster(kind: str, profile: str | os.PathLike | None):
         raise InputError(f"profile {str(profile)!r} is not valid for {cls.__name__}: {exc}") from exc
 
 
+def _mpi_client(threads_per_worker: int, memory_limit: str | int,
+                dashboard_address: str | None, timeout: float = 120):
+    """Inside ``mpirun -n N`` (N >= 3): rank 0 schedules, ranks 2.. work (they exit when the
+    client closes and never return), rank 1 gets a client once a worker has joined."""
+    from distributed import Client
+
+    dask_mpi = require("dask_mpi", "mpi")
+    try:
+        dask_mpi.initialize(nthreads=threads_per_worker, memory_limit=memory_limit,
+                            dashboard=dashboard_address is not None,
+                            dashboard_address=dashboard_address or ":0")
+    except dask_mpi.WorldTooSmallException as exc:
+        raise InputError("--cluster mpi needs at least 3 MPI ranks (scheduler, client, "
+                         "workers): start it as mpirun -n 3 redoxflow ...") from exc
+    client = Client()
+    client.wait_for_workers(1, timeout=timeout)
+    return client
+
+
 def job_script(kind: str, profile: str | os.PathLike) -> str:
     """The batch script dask-jobqueue would submit for a profile (nothing is submitted).
 
@@ -148,12 +167,7 @@ def make_client(
                                         dashboard_address=dashboard_address)
         return Client(cc)
     if cluster == "mpi":
-        # inside `mpirun -n N redoxflow run ...`: rank 0 schedules, rank 1 runs this
-        # client, ranks 2.. are workers (they never return from initialize)
-        dask_mpi = require("dask_mpi", "mpi")
-        dask_mpi.initialize(dashboard_address=dashboard_address or ":0",
-                            memory_limit=memory_limit)
-        return Client()
+        return _mpi_client(threads_per_worker, memory_limit, dashboard_address)
     if "://" in cluster or ":" in cluster or Path(cluster).suffix == ".json":
         try:
             if Path(cluster).suffix == ".json":

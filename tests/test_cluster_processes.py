@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 SUMMARY_KEYS = ("n_components", "n_bubbles_cell", "n_bubbles", "bubble_volume_negative",
                 "class_voxels", "bubble_volume_fraction", "membrane_blocked_fraction")
