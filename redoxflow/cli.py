@@ -13,7 +13,7 @@ import numpy as np
 from . import __version__
 from .analysis import analyze as run_analysis
 from .cluster import dashboard_link, job_script, make_client
-from .common.atomic import atomic_file, is_store
+from .common.atomic import atomic_file, check_file_output, is_store, write_netcdf
 from .common.options import Backend as BackendOption
 from .common.options import Device, choices
 from .common.tables import bubble_frame
@@ -335,12 +335,13 @@ def measure(labels, table, properties, backend, overwrite):
 
     props = "all" if properties == "all" else properties.split(",")
     check_not_inside(table, labels)
-    with atomic_file(table, overwrite=overwrite) as tmp:
-        ds = regionprops(open_volume(labels), properties=props, backend=backend)
-        if table.suffix == ".csv":
+    check_file_output(table, overwrite=overwrite)  # before the measuring
+    ds = regionprops(open_volume(labels), properties=props, backend=backend)
+    if table.suffix == ".csv":
+        with atomic_file(table, overwrite=overwrite) as tmp:
             bubble_frame(ds).to_csv(tmp)
-        else:
-            ds.to_netcdf(tmp)
+    else:
+        write_netcdf(ds, table, overwrite=overwrite)
     click.echo(f"wrote {table}: {ds.sizes['bubble']} bubbles.")
 
 
@@ -428,9 +429,7 @@ def microstructure_cmd(volume, out, phases, voxel_size, method, metrics, inlet,
         ds["tortuosity_factor"] = ("tortuosity_axis", [float(t["tortuosity_factor"]) for t in tau],
                                    dict(tau[0]["tortuosity_factor"].attrs))
         ds = ds.assign_coords(tortuosity_axis=axes)
-    target = Path(out) / "microstructure.nc"
-    with atomic_file(target, overwrite=overwrite) as part:
-        ds.to_netcdf(part, engine="h5netcdf")
+    target = write_netcdf(ds, Path(out) / "microstructure.nc", overwrite=overwrite)
     lines = [f"wrote {target}"]
     for name in ("volume_fraction", "specific_surface_area", "r_max", "r_min",
                  "constrictivity", "tortuosity_factor"):
@@ -568,8 +567,7 @@ def evaluate_cmd(prediction, truth, classes, binary, out, overwrite):
     ds = evaluate(pred, true, classes=names)
     click.echo(format_scores(ds))
     if out is not None:
-        with atomic_file(out, overwrite=overwrite) as tmp:
-            ds.to_netcdf(tmp)
+        write_netcdf(ds, out, overwrite=overwrite)
         click.echo(f"wrote {out}")
 
 

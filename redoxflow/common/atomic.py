@@ -240,3 +240,53 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
         _no_space(exc, dest)
         _not_writable(exc, dest)
         raise
+
+
+def check_file_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """The checks of :func:`atomic_file` up front, before a long computation: an existing
+    file is refused without ``overwrite``, a folder or dangling link always; the folder is
+    made.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> check_file_output(pathlib.Path(tempfile.mkdtemp()) / "new" / "t.csv").parent.is_dir()
+    True
+    """
+    dest = Path(path).absolute()
+    _prepare(dest, overwrite, lambda p: p.is_file(), "file")
+    return dest
+
+
+def write_netcdf(data, path: str | os.PathLike, *, overwrite: bool = True,
+                 **kwargs) -> Path:
+    """Write an xarray Dataset or DataTree as NetCDF-4 through :func:`atomic_file`.
+
+    The file is encoded in memory first and written with plain file I/O: HDF5 itself
+    crashes the process (SIGSEGV) when a write fails on a full disk, where this gives the
+    one-line error of :func:`atomic_file` and leaves nothing behind.
+
+    Parameters
+    ----------
+    data : xarray.Dataset or xarray.DataTree
+        What to write.
+    path : path
+        The ``.nc`` file.
+    overwrite : bool
+        Replace an existing file.
+    **kwargs
+        Passed to ``to_netcdf`` (``encoding=``...).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, xarray as xr
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.nc"
+    >>> write_netcdf(xr.Dataset({"a": ("x", [1, 2])}), path).name
+    't.nc'
+    >>> xr.open_dataset(path, engine="h5netcdf")["a"].values.tolist()
+    [1, 2]
+    """
+    payload = data.to_netcdf(engine="h5netcdf", **kwargs)
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(payload)
+    return Path(path)
