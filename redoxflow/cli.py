@@ -131,6 +131,8 @@ def _quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message="Port .* is already in use")
     for name in ("distributed.nanny", "distributed.worker"):  # "still alive ... killing"
         logging.getLogger(name).setLevel(logging.ERROR)
+    # tifffile logs each damaged tag of a corrupt file; our one-line error says it instead
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
 
 
 @main.command()

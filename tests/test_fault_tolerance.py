@@ -124,3 +124,22 @@ def test_disk_full_is_a_clear_error_and_leaves_the_input_untouched(tmp_path, rng
     assert len(errors) == 1 and "no space" in errors[0] and "Traceback" not in proc.stderr
     assert source.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volume.npy"]  # nothing half-written
+
+
+def _limit_file_size_small():
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+
+def test_netcdf_on_a_full_disk_is_one_line_not_a_segfault(tmp_path, phantom):
+    from redoxflow.labeling import label
+
+    label(phantom.classes == 1, out=tmp_path / "l.zarr")
+    proc = subprocess.run([sys.executable, "-m", "redoxflow.cli", "measure",
+                           str(tmp_path / "l.zarr"), str(tmp_path / "t.nc")],
+                          capture_output=True, text=True, preexec_fn=_limit_file_size_small)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # HDF5 crashed the process: rc -11
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: no space to write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr"]  # nothing half-written
