@@ -51,6 +51,7 @@ def slurm():
             subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=60)
 
 
+@pytest.mark.slow  # 40-50 s on the loaded 2-core machine
 def test_run_on_slurm_through_dask_jobqueue_gives_the_local_results(slurm, tmp_path):
     from redoxflow.config import load_config
     from redoxflow.pipeline import run_pipeline
