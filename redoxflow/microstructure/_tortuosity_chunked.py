@@ -30,7 +30,7 @@ def _boundary(sides):
     return {0: 0, 1: "periodic" if sides[0] else 0, 2: "periodic" if sides[1] else 0}
 
 
-def through_chunked(data, sides):
+def through_chunked(data, sides, connectivity: int = 6):
     """(lazy mask of the voxels of components touching both faces, phase voxels per slice).
 
     Examples
@@ -42,7 +42,7 @@ def through_chunked(data, sides):
     >>> int(through.sum().compute()), counts.tolist()
     (4, [2, 2, 1, 1])
     """
-    labels, n = label(data, connectivity=6)
+    labels, n = label(data, connectivity=connectivity)
     counts = data.sum(axis=(1, 2), dtype=np.int64)
     if n == 0:
         return da.zeros_like(data, dtype=bool), counts.compute()

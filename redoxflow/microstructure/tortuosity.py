@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -24,6 +25,7 @@ from .._backend import get_array_module, has_gpu, to_backend, to_numpy
 from ..common.options import check_choice
 from ..errors import InputError
 from ..labeling import label
+from . import _geodesic_chunked as geodesic_blockwise
 from . import _tortuosity_chunked as blockwise
 from . import _tortuosity_solver as solver
 from .inputs import phase_mask
@@ -156,8 +158,6 @@ def tortuosity(
     chunked = _use_chunks(mask, lazy, chunks)
     attrs = {"axis": AXES[ax], "method": method, "spacing": list(h_all),
              "source": vol.identity, "redoxflow_version": __version__}
-    if chunked and method == "geodesic":
-        raise InputError("method='geodesic' runs in memory: leave chunks unset (or None)")
     if chunked:
         data = lazy.transpose(order)
         if chunks is not None and chunks != "auto":
@@ -167,7 +167,9 @@ def tortuosity(
         data = None
         m = np.ascontiguousarray(np.transpose(np.asarray(lazy.compute(), dtype=bool), order))
     if method == "geodesic":
-        return _geodesic(m, h, ax, order, attrs)
+        attrs["chunked"] = int(chunked)
+        return _geodesic_chunked(data, h, order, attrs) if chunked else _geodesic(m, h, order,
+                                                                                  attrs)
     backend = _backend("cpu" if chunked and device == "auto" else device)
     attrs.update(boundary=boundary, periodic=[int(s) for s in sides], device=backend,
                  tol=float(tol), chunked=int(chunked),
@@ -354,26 +356,48 @@ def _diffusion_dataset(shape, phase_slices, through_slices, sums, sol, h, bounda
 
 # --------------------------------------------------------------------------------------------
 
-def _geodesic(m, h, ax, order, attrs):
+def _geodesic(m, h, order, attrs):
     """Shortest paths through the phase (26-connected, Euclidean steps) from the inlet face."""
     import dijkstra3d
 
-    n0 = m.shape[0]
     through = _through(m, (False, False), 26)
-    porosity = float(m.mean())
-    thickness = n0 * h[0]
     sources = np.argwhere(through[0])
-    out = np.full(m.shape[1:], np.nan)
+    last = np.full(m.shape[1:], np.inf)
     if len(sources):
         field = dijkstra3d.euclidean_distance_field(
             np.asfortranarray(through.astype(np.uint8)), [(0, int(j), int(k)) for j, k in sources],
             anisotropy=tuple(float(v) for v in h))
         last = np.asarray(field[-1], dtype=np.float64)
-        ok = through[-1] & np.isfinite(last)
-        # centre to centre plus half a voxel at each end: a straight path is the thickness
-        out[ok] = (last[ok] + h[0]) / thickness
+    attrs = dict(attrs, solver="dijkstra3d.euclidean_distance_field (26 neighbours, "
+                 "Euclidean steps)")
+    return _geodesic_dataset(m.shape[0], last, through[-1], int(m[-1].sum()), float(m.mean()),
+                             float(through.mean()), h, order, attrs)
+
+
+def _geodesic_chunked(data, h, order, attrs):
+    """The same as :func:`_geodesic`, blockwise: per-block Dijkstra sweeps with halo exchange
+    until nothing changes (:mod:`redoxflow.microstructure._geodesic_chunked`)."""
+    through, phase_slices = blockwise.through_chunked(data, (False, False), connectivity=26)
+    dist, sweeps = geodesic_blockwise.distance_chunked(through, h)
+    last, through_last, through_sum = dask.compute(dist[-1], through[-1],
+                                                   through.sum(dtype=np.int64))
+    size = math.prod(data.shape)
+    attrs = dict(attrs, sweeps=int(sweeps), solver="blockwise Dijkstra sweeps with halo "
+                 "exchange until no distance changes (26 neighbours, Euclidean steps)")
+    return _geodesic_dataset(int(data.shape[0]), np.asarray(last, np.float64),
+                             np.asarray(through_last, bool), int(phase_slices[-1]), float(phase_slices.sum() / size),
+                             float(through_sum / size), h, order, attrs)
+
+
+def _geodesic_dataset(n0, last, through_last, outlet_phase, porosity, through_fraction, h,
+                      order, attrs):
+    """The geodesic dataset from the distances on the outlet layer (inf: unreachable)."""
+    out = np.full(last.shape, np.nan)
+    ok = through_last & np.isfinite(last)
+    thickness = n0 * h[0]
+    # centre to centre plus half a voxel at each end: a straight path is the thickness
+    out[ok] = (last[ok] + h[0]) / thickness
     values = out[np.isfinite(out)]
-    outlet_phase = int(m[-1].sum())
     stats = {k: (float(f(values)) if values.size else math.inf)
              for k, f in (("mean", np.mean), ("median", np.median), ("std", np.std),
                           ("min", np.min), ("max", np.max))}
@@ -382,7 +406,7 @@ def _geodesic(m, h, ax, order, attrs):
     side = [AXES[a] for a in order[1:]]
     coords = {name: xr.DataArray((np.arange(n) + 0.5) * h[i + 1], dims=(name,),
                                  attrs={"units": "um", "long_name": f"voxel centre along {name}"})
-              for i, (name, n) in enumerate(zip(side, m.shape[1:]))}
+              for i, (name, n) in enumerate(zip(side, out.shape))}
     data = {"geodesic_tortuosity": xr.DataArray(
         out, dims=tuple(side), attrs={"units": "1", "long_name": "shortest path through the "
                                       "phase from the inlet face over the thickness, per "
@@ -397,8 +421,7 @@ def _geodesic(m, h, ax, order, attrs):
     data["porosity"] = xr.DataArray(porosity, attrs={"units": "1", "long_name":
                                                      "volume fraction of the phase"})
     data["through_porosity"] = xr.DataArray(
-        float(through.mean()), attrs={"units": "1", "long_name": "volume fraction of the "
+        through_fraction, attrs={"units": "1", "long_name": "volume fraction of the "
                                       "phase connected to both faces (26-connected)"})
-    attrs = dict(attrs, connectivity=26,
-                 solver="dijkstra3d.euclidean_distance_field (26 neighbours, Euclidean steps)")
+    attrs = dict(attrs, connectivity=26)
     return xr.Dataset(data, coords=coords, attrs=attrs)
