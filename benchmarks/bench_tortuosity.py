@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import platform
 import time
 from pathlib import Path
@@ -147,6 +148,9 @@ def main(argv=None):
     ap.add_argument("--porosity", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tol", type=float, default=1e-6)
+    ap.add_argument("--strict-tol", type=float, default=None,
+                    help="also run ours (PoreSpy's convention) at this tol: the time and "
+                         "tau of the stricter solve beside the --tol one")
     ap.add_argument("--peers", nargs="*", default=["taufactor", "porespy"],
                     help="peers to run (none: ours alone)")
     ap.add_argument("--taufactor-max", type=int, default=128,
@@ -160,7 +164,7 @@ def main(argv=None):
     rows = []
     for n in args.sizes:
         for axis in args.axes:
-            row = {"size": n, "axis": axis}
+            row = {"size": n, "axis": axis, "load_start": os.getloadavg()[0]}
             row["ours_face"] = run_one("ours", n, args.porosity, args.seed, axis, args.timeout,
                                        boundary="face", tol=args.tol)
             if "porespy" in args.peers and n <= args.porespy_max:
@@ -168,12 +172,17 @@ def main(argv=None):
                                             args.timeout, boundary="voxel", tol=args.tol)
                 row["porespy"] = run_one("porespy", n, args.porosity, args.seed, axis,
                                          args.timeout)
+                if args.strict_tol:
+                    row["ours_voxel_strict"] = run_one("ours", n, args.porosity, args.seed,
+                                                       axis, args.timeout, boundary="voxel",
+                                                       tol=args.strict_tol)
             if "taufactor" in args.peers and n <= args.taufactor_max:
                 row["taufactor"] = run_one("taufactor", n, args.porosity, args.seed, axis,
                                            args.timeout)
             if args.geodesic and axis == args.axes[0]:
                 for tool in ("geodesic_dijkstra3d", "geodesic_skimage_mcp"):
                     row[tool] = run_one(tool, n, args.porosity, args.seed, axis, args.timeout)
+            row["load_end"] = os.getloadavg()[0]
             rows.append(row)
             print(json.dumps(row), flush=True)
             write(rows, args)  # after every row: a long run keeps what it measured
@@ -183,7 +192,7 @@ def main(argv=None):
 def _meta(args):
     return {"machine": platform.platform(), "processor": platform.processor(),
             "cpus": mp.cpu_count(), "porosity": args.porosity, "seed": args.seed,
-            "tol": args.tol, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "tol": args.tol, "strict_tol": args.strict_tol, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def write(rows, args):
@@ -211,9 +220,10 @@ def _rel(a, b):
 def markdown(rows, meta) -> str:
     head = ("| size | axis | ours face s | TauFactor s | ours voxel s | PoreSpy s | "
             "tau ours face | tau TauFactor | ours vs TauFactor | tau ours voxel | tau PoreSpy "
-            "| ours vs PoreSpy | speed-up vs PoreSpy | peak MiB ours / TF / PS |")
+            "| ours vs PoreSpy | speed-up vs PoreSpy | peak MiB ours / TF / PS | ours voxel s / "
+            "tau at strict tol | load 1-min start-end |")
     lines = [f"Tortuosity factor, {meta['cpus']} CPUs, porosity {meta['porosity']}, "
-             f"tol {meta['tol']}, {meta['date']}", "", head,
+             f"tol {meta['tol']} (strict {meta.get('strict_tol')}), {meta['date']}", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         of, ov, tf, ps = (r.get(k) for k in ("ours_face", "ours_voxel", "taufactor", "porespy"))
@@ -224,7 +234,9 @@ def markdown(rows, meta) -> str:
         lines.append(f"| {r['size']}^3 | {'zyx'[r['axis']]} | {_fmt(of)} | {_fmt(tf)} | "
                      f"{_fmt(ov)} | {_fmt(ps)} | {_fmt(of, 'tau', 4)} | {_fmt(tf, 'tau', 4)} | "
                      f"{_rel(of, tf)} | {_fmt(ov, 'tau', 4)} | {_fmt(ps, 'tau', 4)} | "
-                     f"{_rel(ov, ps)} | {speed} | {mem} |")
+                     f"{_rel(ov, ps)} | {speed} | {mem} | {_fmt(r.get('ours_voxel_strict'))} / "
+                     f"{_fmt(r.get('ours_voxel_strict'), 'tau', 5)} | "
+                     f"{r.get('load_start', 0):.1f}-{r.get('load_end', 0):.1f} |")
     geo = [r for r in rows if "geodesic_dijkstra3d" in r]
     if geo:
         lines += ["", "| size | geodesic dijkstra3d s | skimage MCP s | mean dijkstra3d | "
