@@ -245,7 +245,7 @@ def read_checkpoint(data: bytes | str | os.PathLike, *,
         blob = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         why = ("it contains pickled Python objects, which are never loaded"
-               if "Unsupported global" in str(exc) or "weights_only" in str(exc)
+               if "Unsupported global" in str(exc)
                else "it is not a readable torch file (corrupt, truncated or another format)")
         raise InputError(f"cannot load checkpoint {name!r}: {why}; use a file written by "
                          "`redoxflow train` or redoxflow.segment.save_checkpoint") from exc
