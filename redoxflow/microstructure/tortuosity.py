@@ -254,7 +254,8 @@ def _solve_memory(through, h, sides, boundary, backend, tol, maxiter):
     dtype, arrays = (np.float32, False) if backend == "numpy" else (xp.float64, True)
     make = solver.fine_level if boundary == "face" else solver.voxel_level
     fine = make(xp, active, h, sides, dtype, arrays)
-    sol = solver.solve(xp, fine, backend, tol, maxiter)
+    x0 = solver.linear_guess(xp, active if boundary == "face" else active[1:-1], boundary)
+    sol = solver.solve(xp, fine, backend, tol, maxiter, x0=x0)
     c = to_numpy(sol.c)
     inner = through if boundary == "face" else through[1:-1]
     sums = (c * inner).reshape(inner.shape[0], -1).sum(axis=1)
