@@ -14,7 +14,8 @@ import numba
 import numpy as np
 
 __all__ = ["face_pair_counts", "ridge", "paint_balls", "access_radius", "tpb_edges",
-           "lag_pair_counts", "profile_counts", "spans", "as_integer"]
+           "lag_pair_counts", "profile_counts", "spans", "as_integer", "padded_int32",
+           "paint_padded"]
 
 
 def spans(n: int, parts: int) -> list[tuple[int, int]]:
@@ -304,15 +305,115 @@ def as_integer(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray | None:
     return r2.astype(np.int32) if _integral(flat) else None
 
 
+@numba.njit(cache=True, nogil=True)
+def _ridge_list(r2, need, offsets, patterns, start, stop,
+                found):  # pragma: no cover - compiled
+    """:func:`_ridge_flat` writing the kept flat indices (ascending) into ``found``;
+    returns their count."""
+    n = 0
+    for i in range(start, stop):
+        v = r2[i]
+        if v <= 0:
+            continue
+        kept = True
+        for m in range(offsets.shape[0]):
+            w = r2[i + offsets[m]]
+            if w >= v and w > need[patterns[m], v]:
+                kept = False
+                break
+        if kept:
+            found[n] = i
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint_found(found, r2, pny, pnx, origin, out, row_ptr,
+                 rows):  # pragma: no cover - compiled
+    """:func:`_paint_rows` for centres given as flat indices into the padded radii."""
+    nz, ny, nx = out.shape
+    plane = pny * pnx
+    for k in range(found.shape[0]):
+        i = found[k]
+        v = r2[i]
+        val = np.float32(np.sqrt(v))
+        z0 = i // plane - 1 - origin[0]
+        y0 = (i // pnx) % pny - 1 - origin[1]
+        x0 = i % pnx - 1 - origin[2]
+        for q in range(row_ptr[v], row_ptr[v + 1]):
+            z = z0 + rows[q, 0]
+            y = y0 + rows[q, 1]
+            if z < 0 or z >= nz or y < 0 or y >= ny:
+                continue
+            w = rows[q, 2]
+            row = out[z, y]
+            for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
+                row[x] = max(row[x], val)
+
+
+def _bounds(r2max: int) -> np.ndarray:
+    """Containment bounds by pattern and integer squared radius v (the bound of the
+    norms below v); w > need <=> w > floor(need) for integer w; -1: no bound."""
+    norms, need = containment_tables(float(r2max), (1.0, 1.0, 1.0))
+    by_value = need[:, np.searchsorted(norms, np.arange(r2max + 1))]
+    return np.where(np.isfinite(by_value), np.floor(by_value), -1).astype(np.int64)
+
+
+def padded_int32(shape: Sequence[int]) -> np.ndarray:
+    """A zero int32 array one voxel larger than ``shape`` on every side (for
+    :func:`paint_padded`: fill its interior with squared radii)."""
+    return np.zeros(tuple(int(n) + 2 for n in shape), np.int32)
+
+
+def paint_padded(padded: np.ndarray, *, origin: Sequence[int] = (0, 0, 0),
+                 shape: Sequence[int] | None = None, threads: int = 1) -> np.ndarray:
+    """:func:`paint_balls` of the ridge for int32 squared radii in voxel units, given inside
+    a one-voxel frame of zeros (:func:`padded_int32`): each thread lists the ridge of its
+    planes, then paints the balls reaching its slab of the output (no other copy).
+
+    Examples
+    --------
+    >>> p = padded_int32((1, 1, 7)); p[1, 1, 4] = 4; p[1, 1, 1] = 1
+    >>> paint_padded(p)[0, 0].tolist()
+    [1.0, 0.0, 2.0, 2.0, 2.0, 0.0, 0.0]
+    """
+    flat = padded.ravel()
+    inner = tuple(n - 2 for n in padded.shape)
+    pny, pnx = padded.shape[1:]
+    plane = pny * pnx
+    r2max = int(padded.max(initial=0))
+    bound = _bounds(r2max)
+    offsets = NEIGHBOURS @ np.array([plane, pnx, 1])
+
+    def ridge_part(a: int, b: int) -> np.ndarray:
+        found = np.empty((b - a) * plane, np.int64)
+        n = _ridge_list(flat, bound, offsets, PATTERNS, (a + 1) * plane, (b + 1) * plane,
+                        found)
+        return found[:n].copy()
+
+    found = np.concatenate(_in_threads(ridge_part, spans(inner[0], threads), threads)
+                           + [np.zeros(0, np.int64)])
+    row_ptr, rows = _row_table(flat[found], _widths(padded, (1.0, 1.0, 1.0)))
+    out = np.zeros(tuple(shape) if shape is not None else inner, np.float32)
+    reach = int(np.sqrt(r2max)) + 1
+
+    def paint_part(a: int, b: int) -> None:
+        """Balls reaching output planes [a, b): centres in planes z0 - reach .. (padded
+        flat indices are z-major, so a range of them)."""
+        z0 = int(origin[0]) + a
+        i, j = np.searchsorted(found, [(z0 - reach + 1) * plane,
+                                       (z0 + b - a + reach + 1) * plane])
+        at = np.array([z0, origin[1], origin[2]], np.int64)
+        _paint_found(found[i:j], flat, pny, pnx, at, out[a:b], row_ptr, rows)
+
+    _in_threads(paint_part, spans(out.shape[0], threads), threads)
+    return out
+
+
 def _ridge_integer(r2: np.ndarray, threads: int = 1) -> np.ndarray:
     """:func:`ridge` for isotropic voxel units (integer squared radii, int32 work array)."""
-    r2max = int(r2.max(initial=0))
-    norms, need = containment_tables(float(r2max), (1.0, 1.0, 1.0))
-    # need at integer squared radius v: the bound of the norms below v
-    by_value = need[:, np.searchsorted(norms, np.arange(r2max + 1))]
-    # w > need <=> w > floor(need) for integer w; -1: no bound (the empty ball)
-    bound = np.where(np.isfinite(by_value), np.floor(by_value), -1).astype(np.int64)
-    padded = np.zeros(tuple(n + 2 for n in r2.shape), np.int32)
+    bound = _bounds(int(r2.max(initial=0)))
+    padded = padded_int32(r2.shape)
     padded[1:-1, 1:-1, 1:-1] = r2
     ny, nx = padded.shape[1:]
     offsets = NEIGHBOURS @ np.array([ny * nx, nx, 1])
@@ -424,7 +525,7 @@ def _row_table(values: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.n
     d2 = dz * dz + dy * dy
     counts = np.zeros(vmax + 2, np.int64)
     parts = []
-    for v in np.unique(values).astype(np.int64):
+    for v in np.flatnonzero(np.bincount(np.asarray(values, np.int64), minlength=1)):
         sel = d2 < v
         rem = v - d2[sel]
         parts.append((v, np.stack([dz[sel], dy[sel], widths[rem]], axis=1)))
@@ -481,6 +582,10 @@ def paint_balls(r2: np.ndarray, spacing: Sequence[float], *, centres: np.ndarray
     [2.0, 2.0]
     """
     integer = as_integer(r2, spacing)
+    if integer is not None and centres is None:
+        padded = padded_int32(integer.shape)
+        padded[1:-1, 1:-1, 1:-1] = integer
+        return paint_padded(padded, origin=origin, shape=shape, threads=threads)
     r2 = integer if integer is not None else np.ascontiguousarray(r2, np.float64)
     keep = ridge(r2, spacing, threads) if centres is None else centres & (r2 > 0)
     cz, cy, cx = (np.asarray(c, np.int64) for c in np.nonzero(keep))  # cz ascending

@@ -30,7 +30,7 @@ from ..common.units import structure
 from ..errors import InputError
 from .blocks import map_halo, split_for_workers
 from .inputs import phase_mask
-from .kernels import access_radius, paint_balls
+from .kernels import access_radius, padded_int32, paint_balls, paint_padded
 from .options import Radii, parse_inlet
 
 __all__ = ["distance_transform", "local_thickness", "intrusion", "pore_size_distribution",
@@ -128,6 +128,19 @@ def _paint_whole(r2, work, radii, scale, threads):
     return out
 
 
+def _paint_slabs(*slabs, shape, radii, scale, threads):
+    """:func:`_paint_whole` for isotropic voxels from the int32 distance slabs, copied
+    straight into the painter's framed array (fresh pages cost as much as the pass)."""
+    padded = padded_int32(shape)
+    z = 1
+    for s in slabs:
+        padded[z:z + len(s), 1:-1, 1:-1] = _integer(s) if radii == "integer" else s
+        z += len(s)
+    out = paint_padded(padded, threads=threads)
+    out *= np.float32(2 * scale)
+    return out
+
+
 def _in_memory_bytes() -> int:
     """Squared distances (bytes) that one task may hold: :data:`IN_MEMORY_BYTES`, or a
     fifth of the smallest memory limit of a dask.distributed cluster's workers (the task
@@ -198,7 +211,12 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
                               slab_voxels=_slab_voxels(m, workers))
     d2 = _whole_voxels(d2, work)
     if d2.nbytes <= _in_memory_bytes():  # one task: every ball painted once, no halos
-        task = dask.delayed(_paint_whole)(d2, work, radii, scale, _threads(workers))
+        if d2.dtype == np.int32:
+            task = dask.delayed(_paint_slabs)(*d2.to_delayed().ravel(), shape=m.shape,
+                                              radii=radii, scale=scale,
+                                              threads=_threads(workers))
+        else:
+            task = dask.delayed(_paint_whole)(d2, work, radii, scale, _threads(workers))
         out = da.from_delayed(task, m.shape, np.float32)
         return out.compute() if isinstance(mask, np.ndarray) else out.rechunk(m.chunks)
     halo = _halo(float(d2.max().compute()), work)
