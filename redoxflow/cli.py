@@ -21,8 +21,8 @@ from .config import load_config
 from .errors import InputError, RedoxflowError
 from .io import ingest as do_ingest
 from .io import open_volume
-from .io.store import check_not_inside
 from .io.metadata import CLASS_NAMES
+from .io.store import check_not_inside
 from .labeling import label
 from .measure import regionprops
 from .microstructure import METRICS as MICRO_METRICS

@@ -362,3 +362,15 @@ def test_a_pickled_checkpoint_is_named_by_its_path(tmp_path):
                tmp_path / "evil.pt")
     with pytest.raises(InputError, match=r"evil\.pt.*pickled Python objects"):
         rf.segment(np.zeros((2, 32, 32), np.float32), tmp_path / "evil.pt")
+
+
+def test_ctrl_c_is_one_line(tmp_path, monkeypatch):
+    import redoxflow.cli as cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "open_volume", interrupted)
+    res = run("info", tmp_path / "x.zarr")
+    assert res.exit_code == 130 and res.output.strip().splitlines() == [
+        "error: interrupted; finished work is kept and a rerun resumes"]

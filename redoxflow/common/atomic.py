@@ -230,7 +230,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     'a,b\\n'
     """
     dest = Path(path).absolute()
-    parent = _prepare(dest, overwrite, lambda p: p.is_file(), "file")
+    _prepare(dest, overwrite, lambda p: p.is_file(), "file")
     tmp = _tmp_name(dest, dest.suffix)
     try:
         yield tmp
