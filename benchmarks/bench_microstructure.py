@@ -133,7 +133,8 @@ def bench_phases(name, vol, tf, repeats):
     return rows
 
 
-def bench_sizes(name, mask, ps, repeats, inlet="x-", peer_porosimetry=True):
+def bench_sizes(name, mask, ps, repeats, inlet="x-", peer_porosimetry=True,
+                intrusion=True):
     """Local thickness and porosimetry against PoreSpy (integer radii), and exact."""
     rows = []
     t_exact, exact = timed(ms.local_thickness, mask, repeats=repeats)
@@ -142,10 +143,14 @@ def bench_sizes(name, mask, ps, repeats, inlet="x-", peer_porosimetry=True):
     c_int = timed.cpu
     inlets = np.zeros(mask.shape, bool)
     inlets[:, :, 0] = True
-    ti_exact, intr = timed(ms.intrusion, mask, inlet=inlet, repeats=repeats)
-    ci_exact = timed.cpu
-    ti_int, intr_int = timed(ms.intrusion, mask, inlet=inlet, radii="integer", repeats=repeats)
-    ci_int = timed.cpu
+    ti_exact = ti_int = ci_exact = ci_int = None
+    if intrusion:
+        ti_exact, intr = timed(ms.intrusion, mask, inlet=inlet, repeats=repeats)
+        ci_exact = timed.cpu
+        ti_int, intr_int = timed(ms.intrusion, mask, inlet=inlet, radii="integer",
+                                 repeats=repeats)
+        ci_int = timed.cpu
+    peer_porosimetry = peer_porosimetry and intrusion
     tp = tpi = cp = cpi = None
     agree_lt = agree_in = "porespy unavailable"
     if ps:
@@ -167,10 +172,11 @@ def bench_sizes(name, mask, ps, repeats, inlet="x-", peer_porosimetry=True):
                     c_exact, cp))
     rows.append(row(name, "local_thickness integer radii", t_int, "porespy", tp, agree_lt,
                     c_int, cp))
-    rows.append(row(name, f"porosimetry exact ({inlet})", ti_exact, "porespy", tpi, agree_in,
-                    ci_exact, cpi))
-    rows.append(row(name, f"porosimetry integer radii ({inlet})", ti_int, "porespy", tpi,
-                    agree_in, ci_int, cpi))
+    if intrusion:
+        rows.append(row(name, f"porosimetry exact ({inlet})", ti_exact, "porespy", tpi,
+                        agree_in, ci_exact, cpi))
+        rows.append(row(name, f"porosimetry integer radii ({inlet})", ti_int, "porespy", tpi,
+                        agree_in, ci_int, cpi))
     t, psd = timed(ms.pore_size_distribution, mask, thickness=exact)
     rows.append(row(name, "r_max (from the exact thickness)", t, "-", None,
                     f"r_max {psd.attrs['r_max']:.3f} voxel"))
@@ -333,6 +339,7 @@ def main() -> None:
                          "at 256^3 here)")
     ap.add_argument("--thickness-only", action="store_true",
                     help="only local thickness and porosimetry (no TauFactor rows)")
+    ap.add_argument("--no-intrusion", action="store_true", help="skip porosimetry rows")
     ap.add_argument("--name", default="microstructure", help="results/NAME.json and .md")
     ap.add_argument("--big", default="", help="Z,Y,X of the big out-of-core run (e.g. "
                     "2048,1024,1024); runs only that")
@@ -356,7 +363,9 @@ def main() -> None:
         vol = tifffile.imread(ELECTRODE / "electrode.tiff")
         if not args.thickness_only:
             rows += bench_phases("electrode 256^3 (3 phases)", vol, tf, args.repeats)
-        rows += bench_sizes("electrode 256^3, pore phase", vol == 0, ps, args.repeats)
+        rows += bench_sizes("electrode 256^3, pore phase", vol == 0, ps, args.repeats,
+                            peer_porosimetry=args.porosimetry_max >= 256,
+                            intrusion=not args.no_intrusion)
     for n in [int(s) for s in args.sizes.split(",") if s]:
         mask = generated(n, args.porosity)
         labels = np.where(mask, 0, 85).astype(np.uint8)
@@ -364,7 +373,8 @@ def main() -> None:
         if not args.thickness_only:
             rows += bench_phases(f"generated {n}^3", labels, tf, args.repeats)
         rows += bench_sizes(f"generated {n}^3, {args.porosity:.0%} pore", mask, ps,
-                            args.repeats, peer_porosimetry=n <= args.porosimetry_max)
+                            args.repeats, peer_porosimetry=n <= args.porosimetry_max,
+                            intrusion=not args.no_intrusion)
         print(json.dumps(rows[-5:], indent=1), flush=True)
     from importlib.metadata import version
 
