@@ -86,6 +86,9 @@ class Stage:
         ``run(run)`` writes the artifact.
     when : callable
         ``when(run) -> bool``; a stage that does not apply is skipped.
+    own_bar : bool
+        The stage shows its own named progress bar (ingest: slices, no dask), so its stage
+        line is printed only when it ends.
 
     Examples
     --------
@@ -97,6 +100,7 @@ class Stage:
     artifact: Callable[[Run], str]
     run: Callable[[Run], None]
     when: Callable[[Run], bool] = lambda run: True
+    own_bar: bool = False
 
 
 def _ingest_target(run: Run) -> str:
@@ -108,11 +112,11 @@ def _ingest_target(run: Run) -> str:
 def _ingest(run: Run) -> None:
     if run.synthetic:
         ingest(run.phantom.image, run.path("raw.zarr"), voxel_size=run.phantom.voxel_size,
-               kind="intensity", config=run.cfg, progress=False)
+               kind="intensity", config=run.cfg, progress=run.progress)
         return
     ingest(run.cfg.input.source, run.path(_ingest_target(run)),
            voxel_size=run.cfg.input.voxel_size, kind=input_kind(run.cfg), config=run.cfg,
-           progress=False)
+           progress=run.progress)
 
 
 def _segment(run: Run) -> None:
@@ -155,7 +159,8 @@ def _report(run: Run) -> None:
 STAGES = (
     Stage("ingest", _ingest_target, _ingest,  # the source is not opened once ingested
           when=lambda run: run.synthetic or not (run.path("classes.zarr").exists()
-                                                 or run.path("raw.zarr").exists())),
+                                                 or run.path("raw.zarr").exists()),
+          own_bar=True),
     Stage("segment", lambda run: "classes.zarr", _segment),
     Stage("score", lambda run: "segmentation_scores.json", _score,
           when=lambda run: run.synthetic and run.cfg.segment.model != "skip"),
@@ -171,7 +176,8 @@ class StageBar:
     scheduler plugin, else through a local-scheduler callback) plus the steps a stage adds
     itself (:meth:`add`, :meth:`update`: the report's figures); the stages' own bars are
     off, so a run prints one line per stage instead of one unnamed bar per dask compute.
-    Closed, the line says ``done in N s``.
+    Closed, the line says ``done in N s``. ``live=False``: no bar while the stage runs (it
+    shows its own: ingest's slices), only the closing line.
 
     Examples
     --------
@@ -181,8 +187,10 @@ class StageBar:
     (2, 2)
     """
 
-    def __init__(self, name: str, *, enabled: bool = True, interval: float = 0.5):
+    def __init__(self, name: str, *, enabled: bool = True, live: bool = True,
+                 interval: float = 0.5):
         self.name, self.enabled, self.interval = name, enabled, interval
+        self.live = enabled and live
         self.own_total = self.own_done = 0
         self.tasks = (0, 0)  # dask tasks (total, done) since the stage began
         self._stop = threading.Event()
@@ -206,7 +214,7 @@ class StageBar:
     def __enter__(self) -> StageBar:
         self._t0 = time.perf_counter()
         self._counter = _task_counter()
-        if self.enabled:
+        if self.live:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=0, desc=self.name, unit="step", file=sys.stderr,
@@ -226,21 +234,24 @@ class StageBar:
             self.tasks = self._counter.counts()
         except Exception:  # a client going away mid-poll: keep the last counts
             pass
-        if self.enabled:
+        if self.live:
             self._bar.total, self._bar.n = max(self.total, self.done), self.done
             self._bar.refresh()
 
     def __exit__(self, kind, exc, tb) -> None:
         self._stop.set()
-        if self.enabled:
+        if self.live:
             self._thread.join()
         self._refresh()
         self._counter.close()
-        if self.enabled:
-            what = "failed" if kind else "done"
-            self._bar.bar_format = (f"{{desc}}: {what} in {time.perf_counter() - self._t0:.1f}"
-                                    f" s ({self.done} steps)")
+        what = "failed" if kind else "done"
+        closing = f"{what} in {time.perf_counter() - self._t0:.1f} s" + (
+            f" ({self.done} steps)" if self.done else "")
+        if self.live:
+            self._bar.bar_format = "{desc}: " + closing.replace("{", "{{").replace("}", "}}")
             self._bar.close()
+        elif self.enabled:
+            print(f"{self.name}: {closing}", file=sys.stderr, flush=True)
 
 
 class _LocalTasks:
@@ -429,7 +440,7 @@ def run_pipeline(cfg: Config, *, progress: bool = True, stages=STAGES) -> dict[s
         elif run.path(stage.artifact(run)).exists():
             run.stages[stage.name] = f"skipped: {stage.artifact(run)} is complete"
         else:
-            with StageBar(step, enabled=progress) as run.bar:
+            with StageBar(step, enabled=progress, live=not stage.own_bar) as run.bar:
                 stage.run(run)
             run.stages[stage.name] = "done"
             run.bar = None
