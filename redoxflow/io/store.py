@@ -18,21 +18,30 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..common.atomic import atomic_store, is_store
+from ..common.atomic import atomic_store
 from ..common.options import Kind, check_choice
 from ..common.units import normalize_voxel_size
 from ..config import Config
 from ..errors import InputError
-from .metadata import SPATIAL, image_label, ome_metadata, read_metadata
-from .readers import SeriesSource, VolumeSource, open_source
+from .metadata import SPATIAL, image_label, ome_metadata
+from .readers import (  # noqa: F401  (the checked Zarr openers are part of this API)
+    FILL_DECLARATION,
+    CheckedArray,
+    SeriesSource,
+    VolumeSource,
+    check_chunks,
+    chunk_stats,
+    level0_stats,
+    open_ome_array,
+    open_source,
+    open_store_array,
+    stats_digest,
+)
 
 MIN_LEVEL_SIZE = 32
 #: our arrays store every chunk, even one equal to the fill value: an absent chunk file is
 #: then damage, which :func:`open_volume` reports instead of reading it as zeros
 EVERY_CHUNK = {"write_empty_chunks": True}
-#: the attribute (group, array or redoxflow block) by which a store declares that its absent
-#: chunks hold the fill value (stores of other writers that skip empty chunks)
-FILL_DECLARATION = ("missing_chunks", "fill")
 
 
 # --- small pure helpers ------------------------------------------------------------------
@@ -671,204 +680,6 @@ def check_not_inside(out: str | os.PathLike, source: str | os.PathLike,
 
 # --- reading -----------------------------------------------------------------------------
 
-def chunk_stats(array, folder: str | os.PathLike) -> dict[tuple[int, ...], tuple[int, int] | None]:
-    """Size and modification time of every chunk file of a Zarr array, None when absent.
-
-    One listing of the array's folder (no chunk is read): the store's identity for
-    resuming, and the check for missing chunks.
-
-    Parameters
-    ----------
-    array : zarr.Array
-        The array (its metadata names the chunk files).
-    folder : path
-        The array's folder.
-
-    Returns
-    -------
-    dict
-        Chunk grid coordinates -> ``(bytes, mtime_ns)``, or None for an absent chunk.
-
-    Examples
-    --------
-    >>> import tempfile, zarr
-    >>> folder = tempfile.mkdtemp() + "/a.zarr"
-    >>> z = zarr.create_array(store=folder, shape=(4, 4), chunks=(2, 4), dtype="u1")
-    >>> z[:2] = 1
-    >>> {k: v is not None for k, v in chunk_stats(z, folder).items()}
-    {(0, 0): True, (1, 0): False}
-    """
-    folder = Path(folder)
-    outer = tuple(array.shards or array.chunks)
-    grid = tuple(-(-int(s) // int(c)) for s, c in zip(array.shape, outer))
-    present: dict[str, tuple[int, int]] = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            full = Path(root) / name
-            st = full.stat()
-            present[full.relative_to(folder).as_posix()] = (st.st_size, st.st_mtime_ns)
-    return {coords: present.get(array.metadata.encode_chunk_key(coords))
-            for coords in np.ndindex(*grid)}
-
-
-def _declares_fill(*attr_dicts: dict) -> bool:
-    key, value = FILL_DECLARATION
-    return any(isinstance(a, dict) and a.get(key) == value for a in attr_dicts)
-
-
-def check_chunks(stats: dict, where: str, *declarations: dict) -> None:
-    """Refuse absent chunks (they would read as zeros) unless the store declares a fill.
-
-    Parameters
-    ----------
-    stats : dict
-        :func:`chunk_stats` of the array.
-    where : str
-        The array, for the message.
-    *declarations : dict
-        Attribute dicts that may hold ``"missing_chunks": "fill"``.
-
-    Examples
-    --------
-    >>> check_chunks({(0,): (8, 1), (1,): None}, "'a.zarr/0'")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    redoxflow.errors.InputError: chunk (1,) of 'a.zarr/0' is missing (1 of 2 chunks): ...
-    >>> check_chunks({(0,): (8, 1), (1,): None}, "a", {"missing_chunks": "fill"})
-    """
-    missing = [c for c, st in stats.items() if st is None]
-    if missing and not _declares_fill(*declarations):
-        key, value = FILL_DECLARATION
-        raise InputError(f"chunk {missing[0]} of {where} is missing ({len(missing)} of "
-                         f"{len(stats)} chunks): the store is damaged or incomplete and would "
-                         "read as zeros there; write it again, or, if absent chunks mean the "
-                         f"fill value, add the attribute \"{key}\": \"{value}\" to its zarr.json")
-
-
-def stats_digest(stats: dict, *extra: Any) -> str:
-    """One digest of chunk stats (and anything else that identifies the input).
-
-    Examples
-    --------
-    >>> stats_digest({(0,): (8, 1)}) == stats_digest({(0,): (8, 2)})
-    False
-    """
-    from ..common.provenance import digest
-
-    return digest(repr((sorted(stats.items()), extra)).encode())
-
-
-class CheckedArray:
-    """A Zarr array whose read errors (garbled or truncated chunks) are one-line
-    :class:`~redoxflow.errors.InputError` naming the region and the store.
-
-    Examples
-    --------
-    >>> import tempfile, zarr
-    >>> z = zarr.create_array(store=tempfile.mkdtemp(), shape=(4,), chunks=(2,), dtype="u1")
-    >>> CheckedArray(z, "a")[1:3].tolist()
-    [0, 0]
-    """
-
-    def __init__(self, array, where: str):
-        self.array, self.where = array, where
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-
-    def __getitem__(self, key):
-        try:
-            return self.array[key]
-        except Exception as exc:  # numcodecs, zarr and OS errors of a damaged chunk
-            region = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k)
-                               for k in (key if isinstance(key, tuple) else (key,)))
-            raise InputError(f"cannot read [{region}] of {self.where}: a chunk is corrupt or "
-                             f"truncated ({type(exc).__name__}); write the store again") from exc
-
-
-def open_store_array(path: str | os.PathLike):
-    """Open a bare Zarr array (not an OME group) checked: (dask array, attrs, stats).
-
-    Absent chunks are an error unless declared (:func:`check_chunks`); read errors are
-    one-line errors (:class:`CheckedArray`).
-
-    Examples
-    --------
-    >>> import tempfile, zarr, numpy as np
-    >>> folder = tempfile.mkdtemp() + "/a.zarr"
-    >>> zarr.create_array(store=folder, shape=(4, 4), chunks=(2, 4), dtype="u1")[:] = 1
-    >>> open_store_array(folder)[0].sum().compute()
-    np.uint64(16)
-    """
-    import zarr
-
-    path = Path(path)
-    try:
-        arr = zarr.open_array(store=str(path), mode="r")
-    except Exception as exc:  # zarr raises many types for bad metadata
-        raise InputError(f"cannot open Zarr array {str(path)!r}: its metadata is invalid or "
-                         f"unreadable ({type(exc).__name__}); write it again") from exc
-    stats = chunk_stats(arr, path)
-    attrs = dict(arr.attrs)
-    check_chunks(stats, repr(str(path)), attrs)
-    return _checked_dask(arr, path, stats), attrs, stats
-
-
-def _checked_dask(arr, path: Path, stats: dict):
-    import dask.array as da
-
-    name = f"zarr-{stats_digest(stats, str(path.resolve()), arr.metadata.to_dict())}"
-    return da.from_array(CheckedArray(arr, repr(str(path))), chunks=arr.chunks, name=name,
-                         meta=np.empty((0,) * arr.ndim, arr.dtype), asarray=True)
-
-
-def level0_stats(store: str | os.PathLike) -> dict | None:
-    """:func:`chunk_stats` of a store's level 0 in its stored axis order; None when the
-    store's axes are not (t,) z, y, x (a transposed store has no z-slab identity).
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile, pathlib
-    >>> store = pathlib.Path(tempfile.mkdtemp()) / "a.zarr"
-    >>> _ = ingest(np.ones((8, 4, 4), np.uint8), store, voxel_size=1, chunks=(4, 4, 4),
-    ...            progress=False)
-    >>> sorted(level0_stats(store))
-    [(0, 0, 0), (1, 0, 0)]
-    """
-    path = Path(store)
-    group = _open_group(path)
-    meta = read_metadata(group)
-    if list(meta["axes"])[-3:] != list(SPATIAL):
-        return None
-    return chunk_stats(group[str(meta["datasets"][0])], path / str(meta["datasets"][0]))
-
-
-def _open_group(path: Path):
-    """The OME-Zarr group at ``path``, or a one-line error saying what it is instead."""
-    import zarr
-
-    try:
-        node = zarr.open(store=str(path), mode="r")
-    except Exception as exc:  # zarr/json raise many types for damaged metadata
-        raise InputError(f"cannot open Zarr store {str(path)!r}: its zarr.json is invalid, "
-                         f"unreadable or missing ({type(exc).__name__}); write it again") from exc
-    if isinstance(node, zarr.Array):
-        parent = " (pass the store that holds it, " + repr(str(path.parent)) + ")" \
-            if is_store(path.parent) else ""
-        raise InputError(f"{str(path)!r} is a Zarr array, not an OME-Zarr store{parent}: "
-                         "ingest it with `redoxflow ingest` or open it with as_volume()")
-    return node
-
-
-def _axes_order(names: list[str], where: str) -> list[int]:
-    """Permutation that puts a store's spatial axes in (z, y, x) order."""
-    spatial, lead = list(names[-3:]), list(names[:-3])
-    if sorted(spatial) != sorted(SPATIAL) or lead not in ([], ["t"]):
-        raise InputError(f"{where} has axes {names}: expected z, y, x (in any order), "
-                         "optionally after t")
-    return list(range(len(lead))) + [len(lead) + spatial.index(a) for a in SPATIAL]
-
-
-# --- reading (stores) ----------------------------------------------------------------------
-
 def open_volume(store: str | os.PathLike, *, level: int = 0):
     """Open a redoxflow / OME-Zarr store as a lazy, dask-backed ``xarray.DataArray``.
 
@@ -900,46 +711,8 @@ def open_volume(store: str | os.PathLike, *, level: int = 0):
     import xarray as xr
 
     path = Path(store)
-    where = repr(str(path))
-    if not path.exists():
-        raise InputError(f"store {where} does not exist: check the path")
-    if not is_store(path):
-        if (path / "results.zarr").exists():
-            raise InputError(f"{where} is a results folder, not a store: pass "
-                             f"{str(path / 'results.zarr')!r} or one of its stores")
-        raise InputError(f"{where} is not a Zarr store: ingest it with `redoxflow ingest`")
-    group = _open_group(path)
-    meta = read_metadata(group)
-    if not 0 <= level < len(meta["datasets"]):
-        raise InputError(f"level {level} does not exist: the store has levels "
-                         f"0-{len(meta['datasets']) - 1}")
-    dataset = str(meta["datasets"][level])
-    try:
-        arr = group[dataset]
-    except Exception as exc:  # KeyError, or damaged array metadata
-        raise InputError(f"store {where}: its multiscales dataset {dataset!r} is missing or "
-                         f"unreadable ({type(exc).__name__}); write the store again") from exc
-    if not hasattr(arr, "shape") or arr.ndim not in (3, 4):
-        raise InputError(f"store {where}: dataset {dataset!r} is not a 3D or 4D array")
-    order = _axes_order(list(meta["axes"]), f"store {where}")
-    try:
-        ct = meta["multiscales"]["datasets"][level]["coordinateTransformations"]
-        scale = [float(v) for v in next(c["scale"] for c in ct if c["type"] == "scale")]
-        shift = [float(v) for v in next((c["translation"] for c in ct
-                                         if c["type"] == "translation"), [0.0] * arr.ndim)]
-        if len(scale) != arr.ndim or len(shift) != arr.ndim:
-            raise ValueError("one scale per axis")
-    except (KeyError, TypeError, ValueError, StopIteration) as exc:
-        raise InputError(f"store {where} has malformed OME coordinateTransformations at "
-                         f"level {level}: write the store again") from exc
-    scale, shift = [scale[i] for i in order][-3:], [shift[i] for i in order][-3:]
+    data, scale, shift, meta = open_ome_array(path, level)
     rf = meta["redoxflow"]
-    stats = chunk_stats(arr, path / dataset)
-    check_chunks(stats, f"array {dataset!r} of store {where}", dict(group.attrs),
-                 dict(arr.attrs), rf)
-    data = _checked_dask(arr, path / dataset, stats)
-    if order != sorted(order):
-        data = data.transpose(order)
     dims = ("t", *SPATIAL) if data.ndim == 4 else SPATIAL
     coords = {d: shift[i] + scale[i] * np.arange(data.shape[-3 + i])
               for i, d in enumerate(SPATIAL)}

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..common.units import normalize_voxel_size
 from ..errors import InputError
-from .store import choose_chunks, level0_stats, open_store_array, open_volume
+from .readers import level0_stats, open_store_array
+from .store import choose_chunks, open_volume
 
 DEFAULT_CHUNK_MIB = 96.0
 
