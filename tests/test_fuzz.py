@@ -21,7 +21,7 @@ from redoxflow.config import load_config  # noqa: E402
 from redoxflow.errors import InputError  # noqa: E402
 from redoxflow.io import open_source, open_volume  # noqa: E402
 
-EXAMPLES = 40
+EXAMPLES = 80
 MEMORY_BOUND = 64 * 2**20  # the seeds are a few KiB: nothing may allocate 64 MiB
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
