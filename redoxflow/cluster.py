@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,38 @@ def _jobqueue_cluster(kind: str, profile: str | os.PathLike | None):
         return cls(**options), settings
     except (TypeError, ValueError) as exc:
         raise InputError(f"profile {str(profile)!r} is not valid for {cls.__name__}: {exc}") from exc
+
+
+SCHEDULER_FILE_WAIT_S = 60.0  # a batch script may start the scheduler and the run at once
+
+
+def _scheduler_address(path: Path) -> str | None:
+    """The ``address`` in a scheduler file; None while it is missing or half-written."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info.get("address") if isinstance(info, dict) else None
+
+
+def _scheduler_file_client(path: Path):
+    """A client of the scheduler that wrote ``path`` (``dask scheduler --scheduler-file``),
+    waiting up to ``SCHEDULER_FILE_WAIT_S`` for the file (distributed would wait forever)."""
+    from distributed import Client
+
+    deadline = time.monotonic() + SCHEDULER_FILE_WAIT_S
+    while (address := _scheduler_address(path)) is None:
+        if time.monotonic() > deadline:
+            what = "is not a dask scheduler file (JSON with an address)" if path.is_file() \
+                else f"did not appear within {SCHEDULER_FILE_WAIT_S:g} s"
+            raise InputError(f"scheduler file {str(path)!r} {what}: start `dask scheduler "
+                             f"--scheduler-file {path}` first, or pass its address")
+        time.sleep(0.1)
+    try:
+        return Client(address, timeout="10s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the dask scheduler of {str(path)!r} at {address}: "
+                         f"{exc}") from exc
 
 
 def _mpi_client(threads_per_worker: int, memory_limit: str | int,
@@ -110,9 +144,10 @@ def make_client(
     ----------
     cluster : str
         ``"local"`` (a LocalCluster sized to the machine), a scheduler address
-        (``tcp://host:8786`` or a scheduler JSON file), ``"slurm"`` or ``"pbs"`` (dask-jobqueue
-        with ``profile``), ``"cuda"`` (dask-cuda, one worker per GPU) or ``"mpi"``
-        (dask-mpi, inside ``mpirun``).
+        (``tcp://host:8786``), a scheduler file (``dask scheduler --scheduler-file F``: a
+        ``.json`` name or an existing file; waited for up to ``SCHEDULER_FILE_WAIT_S``),
+        ``"slurm"`` or ``"pbs"`` (dask-jobqueue with ``profile``), ``"cuda"`` (dask-cuda, one
+        worker per GPU) or ``"mpi"`` (dask-mpi, inside ``mpirun -n 3`` or more).
     workers : int, optional
         Local workers, or jobs to request on SLURM/PBS (default: one per core / profile's).
     threads_per_worker : int
@@ -168,10 +203,10 @@ def make_client(
         return Client(cc)
     if cluster == "mpi":
         return _mpi_client(threads_per_worker, memory_limit, dashboard_address)
-    if "://" in cluster or ":" in cluster or Path(cluster).suffix == ".json":
+    if Path(cluster).suffix == ".json" or Path(cluster).is_file():
+        return _scheduler_file_client(Path(cluster))
+    if "://" in cluster or ":" in cluster:
         try:
-            if Path(cluster).suffix == ".json":
-                return Client(scheduler_file=cluster, timeout="10s")
             return Client(cluster, timeout="10s")
         except OSError as exc:
             raise InputError(f"cannot reach the dask scheduler at {cluster!r}: {exc}") from exc

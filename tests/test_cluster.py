@@ -24,6 +24,35 @@ def test_connect_to_existing_scheduler(local_cluster):
         assert client.submit(sum, [1, 2, 3]).result() == 6
 
 
+def test_scheduler_file_is_waited_for_and_needs_no_json_suffix(local_cluster, tmp_path):
+    import threading
+
+    from distributed import Client
+
+    path = tmp_path / "scheduler.json"  # what `dask scheduler --scheduler-file` writes
+    with Client(local_cluster) as writer:
+        threading.Timer(0.5, writer.write_scheduler_file, [str(path)]).start()
+        with make_client(str(path)) as client:  # the file appears while the run waits
+            assert client.submit(sum, [1, 2, 3]).result() == 6
+        path.rename(tmp_path / "sched")
+        with make_client(str(tmp_path / "sched")) as client:  # any existing file
+            assert client.submit(sum, [1, 2]).result() == 3
+
+
+def test_a_bad_scheduler_file_is_a_one_line_error_not_a_hang(tmp_path, monkeypatch):
+    import redoxflow.cluster
+
+    monkeypatch.setattr(redoxflow.cluster, "SCHEDULER_FILE_WAIT_S", 0.3)
+    with pytest.raises(InputError, match="did not appear within 0.3 s: start `dask scheduler"):
+        make_client(str(tmp_path / "scheduler.json"))
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(InputError, match="not a dask scheduler file"):
+        make_client(str(tmp_path / "other.json"))
+    (tmp_path / "gone.json").write_text('{"address": "tcp://127.0.0.1:9"}')
+    with pytest.raises(InputError, match="cannot reach the dask scheduler"):
+        make_client(str(tmp_path / "gone.json"))
+
+
 def test_slurm_job_script_without_scheduler():
     pytest.importorskip("dask_jobqueue")
     script = job_script("slurm", ROOT / "deployment" / "slurm.yaml")
