@@ -13,7 +13,13 @@ import numpy as np
 from . import __version__
 from .analysis import analyze as run_analysis
 from .cluster import dashboard_link, job_script, make_client
-from .common.atomic import atomic_file, check_file_output, is_store, write_netcdf
+from .common.atomic import (
+    atomic_file,
+    check_file_output,
+    check_writable,
+    is_store,
+    write_netcdf,
+)
 from .common.options import Backend as BackendOption
 from .common.options import Device, choices
 from .common.tables import bubble_frame
@@ -64,10 +70,12 @@ def user_errors(fn):
 
 
 def _output_folder(out: Path, source: Path) -> None:
-    """An output folder must not be a file, nor the input or inside it."""
+    """An output folder must not be a file, nor the input or inside it, and must be
+    writable."""
     if out.exists() and not out.is_dir():
         raise InputError(f"output folder {str(out)!r} is a file: choose a folder path")
     check_not_inside(out, source)
+    check_writable(out, create=False)  # nothing is made before the input is read
 
 
 def _results_store(path: Path) -> Path:

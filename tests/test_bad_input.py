@@ -205,6 +205,11 @@ def test_an_unwritable_output_is_one_line(stores, tmp_path):
     if not Path("/proc/self").is_dir():
         pytest.skip("no /proc: no place that even root cannot write")
     refused(run("label", stores / "cls.zarr", "/proc/self/x/l.zarr"), "/proc/self")
+    # /proc itself exists, and root may "write" it by its permission bits
+    refused(run("label", stores / "cls.zarr", "/proc/l.zarr"), "/proc")
+    refused(run("measure", stores / "lab.zarr", "/proc/t.csv"), "/proc")
+    refused(run("analyze", stores / "cls.zarr", "/proc/out", "--negative-side", "high"),
+            "/proc")
 
 
 @pytest.mark.parametrize("out", ["cls.zarr/sub.zarr", "x/../cls.zarr"])

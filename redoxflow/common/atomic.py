@@ -101,20 +101,46 @@ def _prepare(dest: Path, overwrite: bool, replaceable, kind: str) -> Path:
         if not replaceable(dest):
             raise StoreExistsError(f"output {str(dest)!r} exists and is not a {kind}: refusing "
                                    "to replace it; choose another path")
-    parent = dest.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {str(parent)!r}: {exc.strerror}; "
-                         "choose a writable location") from exc
-    if not parent.is_dir():
-        raise InputError(f"output folder {str(parent)!r} is not a folder: choose another "
-                         "location")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"output folder {str(parent)!r} is not writable: choose a writable "
-                         "location")
+    parent = check_writable(dest.parent)
     remove_stale(dest)
     return parent
+
+
+def check_writable(folder: str | os.PathLike, *, create: bool = True) -> Path:
+    """Make ``folder`` (with its parents) and prove it writable by creating and removing a
+    probe in it: permission bits say nothing to root, on a read-only mount or in /proc.
+    With ``create=False`` nothing is made: the nearest existing folder is probed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> check_writable(pathlib.Path(tempfile.mkdtemp()) / "a" / "b").is_dir()
+    True
+    >>> check_writable("/proc/redoxflow")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    redoxflow.errors.InputError: cannot create output folder '/proc/redoxflow': ...
+    """
+    folder = Path(folder)
+    if not create:
+        existing = next(p for p in (folder.absolute(), *folder.absolute().parents)
+                        if p.exists())
+        if existing.is_dir():
+            check_writable(existing)
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {str(folder)!r}: {exc.strerror}; "
+                         "choose a writable location") from exc
+    probe = folder / f".redoxflow-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise InputError(f"output folder {str(folder)!r} is not writable ({exc.strerror}): "
+                         "choose a writable location") from exc
+    return folder
 
 
 def _not_writable(exc: BaseException, dest: Path) -> None:
