@@ -573,8 +573,9 @@ def segment(
         labels = probs.argmax(axis=0).astype(np.uint8)
     if out is None:
         return labels
+    # low/high: a percentile normalisation depends on the whole input, every slab with it
     resume_key = ":".join(map(str, (key, coerced.identity, slab, tile, overlap, mode,
-                                    triplanar, probabilities)))
+                                    triplanar, probabilities, low, high)))
     block_keys = _slab_keys(coerced, labels.chunks, spec.context, triplanar)
     return write_dask(
         labels, out, voxel_size=coerced.voxel_size, kind="classes", overwrite=overwrite,
