@@ -361,7 +361,13 @@ def _bounds(r2max: int) -> np.ndarray:
 
 def padded_int32(shape: Sequence[int]) -> np.ndarray:
     """A zero int32 array one voxel larger than ``shape`` on every side (for
-    :func:`paint_padded`: fill its interior with squared radii)."""
+    :func:`paint_padded`: fill its interior with squared radii).
+
+    Examples
+    --------
+    >>> padded_int32((1, 2, 3)).shape
+    (3, 4, 5)
+    """
     return np.zeros(tuple(int(n) + 2 for n in shape), np.int32)
 
 
