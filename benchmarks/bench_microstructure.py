@@ -309,7 +309,40 @@ def bench_big(shape, folder: Path, workers: int, memory_limit: str) -> list[dict
     run("local_thickness exact (pore) -> Zarr float32",
         lambda: to_store(ms.local_thickness(vol, phase=0), folder / "thickness.zarr"),
         note="halo = global max distance (one more distance pass)")
+    t0 = time.perf_counter()
+    check = spot_check(folder)
+    rows.append({"volume": name, "metric": "spot check: stores == in-memory on crops",
+                 "seconds": round(time.perf_counter() - t0, 1), "finished": check["equal"],
+                 "result": check, "load": round(os.getloadavg()[0], 1)})
     return rows
+
+
+SPOTS = [((40, 90), (300, 420), (500, 640)), ((0, 30), (0, 100), (900, 1024)),
+         ((2020, 2048), (1000, 1024), (0, 128)), ((1000, 1100), (511, 600), (250, 300))]
+
+
+def spot_check(folder: Path, margin: int = 20) -> dict:
+    """The big run's distance and thickness stores against the in-memory functions on
+    crops with ``margin`` planes around boxes (across chunk borders and volume faces):
+    exact when the margin is at least twice the largest distance."""
+    import dask.array as da
+
+    labels = da.from_zarr(str(folder / "electrode.zarr"))
+    stores = {k: da.from_zarr(str(folder / f"{k}.zarr")) for k in ("distance", "thickness")}
+    equal, voxels = True, 0
+    for box in SPOTS:
+        box = [(min(a, n), min(b, n)) for (a, b), n in zip(box, labels.shape)]
+        crop = tuple(slice(max(a - margin, 0), min(b + margin, n))
+                     for (a, b), n in zip(box, labels.shape))
+        inner = tuple(slice(a - c.start, b - c.start) for (a, b), c in zip(box, crop))
+        mask = labels[crop].compute() == 0
+        here = tuple(slice(a, b) for a, b in box)
+        ref = {"distance": ms.distance_transform(mask).astype(np.float32),
+               "thickness": ms.local_thickness(mask)}
+        for k, lazy in stores.items():
+            equal &= bool(np.array_equal(ref[k][inner], lazy[here].compute()))
+        voxels += int(mask[inner].sum())
+    return {"boxes": len(SPOTS), "pore_voxels": voxels, "equal": equal, "margin": margin}
 
 
 def write_big(rows, args) -> None:
@@ -346,8 +379,23 @@ def main() -> None:
     ap.add_argument("--big-dir", default="/tmp/redoxflow-big", help="where its stores go")
     ap.add_argument("--big-workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="4GB", help="per worker of the big run")
+    ap.add_argument("--big-check", action="store_true",
+                    help="only the spot check of an earlier --big run's stores")
     args = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
+    if args.big_check:  # the spot check alone, on the stores of an earlier --big run
+        path = RESULTS / "microstructure_big.json"
+        saved = json.loads(path.read_text())
+        t0 = time.perf_counter()
+        check = spot_check(Path(args.big_dir))
+        rows = [r for r in saved["rows"] if not r["metric"].startswith("spot check")]
+        rows.append({"volume": rows[0]["volume"],
+                     "metric": "spot check: stores == in-memory on crops",
+                     "seconds": round(time.perf_counter() - t0, 1),
+                     "finished": check["equal"], "result": check,
+                     "load": round(os.getloadavg()[0], 1)})
+        write_big(rows, argparse.Namespace(**saved["args"]))
+        return
     if args.big:
         shape = tuple(int(v) for v in args.big.split(","))
         write_big(bench_big(shape, Path(args.big_dir), args.big_workers, args.memory_limit),
