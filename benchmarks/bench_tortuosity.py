@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_tortuosity.py --sizes 64 128 256 --taufactor-max 128
     python benchmarks/bench_tortuosity.py --sizes 512 --peers        # ours alone
+    python benchmarks/bench_tortuosity.py --sizes 128 --axes 2 --chunked 64   # blockwise
 
 Writes ``benchmarks/results/tortuosity.json`` and ``tortuosity.md`` (``--tag`` adds a suffix).
 """
@@ -112,7 +113,48 @@ def _geodesic_mcp(im, axis):
     return {"tau": value, "seconds": time.perf_counter() - t}
 
 
-TOOLS = {"ours": _ours, "taufactor": _taufactor, "porespy": _porespy,
+def _ours_chunked(im, axis, chunk, tol, method="diffusion", memory_limit="4GB"):
+    """Ours blockwise through a LocalCluster (2 workers x 1 thread, ``memory_limit`` each):
+    time, iterations (or sweeps) and the peak worker RSS (polled every 0.5 s)."""
+    import threading
+
+    import dask.array as da
+    import psutil
+    from dask.distributed import Client, LocalCluster
+
+    from redoxflow.microstructure.tortuosity import tortuosity
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=memory_limit,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        peak, stop = [0], threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                try:
+                    rss = client.run(lambda: psutil.Process().memory_info().rss)
+                    peak[0] = max([peak[0], *rss.values()])
+                except Exception:  # a worker restarting: the next poll counts
+                    pass
+                time.sleep(0.5)
+
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        kwargs = {"tol": tol} if method == "diffusion" else {}
+        t = time.perf_counter()
+        ds = tortuosity(da.from_array(im, chunks=chunk), axis, method, chunks="auto", **kwargs)
+        seconds = time.perf_counter() - t
+        stop.set()
+        watcher.join()
+    out = {"seconds": seconds, "peak_worker_mib": peak[0] / 2**20, "chunk": chunk,
+           "method": method, "memory_limit": memory_limit}
+    if method == "diffusion":
+        out.update(tau=float(ds.tortuosity_factor), iterations=int(ds.iterations))
+    else:
+        out.update(tau=float(ds.geodesic_tortuosity_mean), sweeps=int(ds.attrs["sweeps"]))
+    return out
+
+
+TOOLS = {"ours": _ours, "ours_chunked": _ours_chunked, "taufactor": _taufactor, "porespy": _porespy,
          "geodesic_dijkstra3d": _geodesic_ours, "geodesic_skimage_mcp": _geodesic_mcp}
 
 
@@ -159,7 +201,13 @@ def main(argv=None):
     ap.add_argument("--geodesic", action="store_true", help="also time geodesic methods")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--chunked", type=int, default=0, metavar="CHUNK",
+                    help="instead of the peers: ours in memory and blockwise (dask chunks of "
+                         "CHUNK^3, LocalCluster workers capped at 4 GB), diffusion and "
+                         "geodesic, on --sizes and --axes")
     args = ap.parse_args(argv)
+    if args.chunked:
+        return chunked_rows(args)
 
     rows = []
     for n in args.sizes:
@@ -187,6 +235,39 @@ def main(argv=None):
             print(json.dumps(row), flush=True)
             write(rows, args)  # after every row: a long run keeps what it measured
     print(markdown(rows, _meta(args)))
+
+
+def chunked_rows(args):
+    rows = []
+    for n in args.sizes:
+        for axis in args.axes:
+            row = {"size": n, "axis": axis, "load_start": os.getloadavg()[0]}
+            row["memory"] = run_one("ours", n, args.porosity, args.seed, axis, args.timeout,
+                                    boundary="face", tol=args.tol)
+            for method in ("diffusion", "geodesic"):
+                row[method] = run_one("ours_chunked", n, args.porosity, args.seed, axis,
+                                      args.timeout, chunk=args.chunked, tol=args.tol,
+                                      method=method)
+            row["load_end"] = os.getloadavg()[0]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    stem = "tortuosity_chunked" + (f"_{args.tag}" if args.tag else "")
+    meta = _meta(args)
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    head = ("| size | axis | chunk | in memory s | chunked s | iterations | tau in memory / "
+            "chunked | geodesic chunked s (sweeps) | peak worker MiB diffusion / geodesic | "
+            "load |")
+    lines = [f"Tortuosity blockwise (LocalCluster 2 x 1 thread, 4 GB per worker), tol "
+             f"{args.tol}, {meta['date']}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        mem, dif, geo = r["memory"], r["diffusion"], r["geodesic"]
+        lines.append(f"| {r['size']}^3 | {'zyx'[r['axis']]} | {args.chunked} | {_fmt(mem)} | "
+                     f"{_fmt(dif)} | {dif.get('iterations', '-')} | {_fmt(mem, 'tau', 5)} / "
+                     f"{_fmt(dif, 'tau', 5)} | {_fmt(geo)} ({geo.get('sweeps', '-')}) | "
+                     f"{_fmt(dif, 'peak_worker_mib', 0)} / {_fmt(geo, 'peak_worker_mib', 0)} | "
+                     f"{r['load_start']:.1f}-{r['load_end']:.1f} |")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def _meta(args):
