@@ -243,6 +243,28 @@ def test_painting_threads_do_not_change_the_result(pore, workers):
     assert np.allclose(got, anisotropic, rtol=1e-6, atol=0)
 
 
+def test_one_task_holds_the_volume_only_where_a_worker_can(monkeypatch):
+    """On a dask.distributed cluster the whole-volume task gets a fifth of the smallest
+    worker's memory limit; without one, IN_MEMORY_BYTES."""
+    import distributed
+
+    from redoxflow.microstructure import thickness
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"a": {"memory_limit": 4 * 10**9},
+                                "b": {"memory_limit": 10**9}, "c": {"memory_limit": None}}}
+
+    monkeypatch.setattr(distributed, "get_client", lambda: Client())
+    assert thickness._in_memory_bytes() == 10**9 // 5
+
+    def no_client():
+        raise ValueError("No clients found")
+
+    monkeypatch.setattr(distributed, "get_client", no_client)
+    assert thickness._in_memory_bytes() == thickness.IN_MEMORY_BYTES
+
+
 def test_a_phase_filling_the_volume_is_refused_in_one_line():
     with pytest.raises(InputError, match="voxels outside the phase") as err:
         local_thickness(np.ones((4, 5, 6), bool))
