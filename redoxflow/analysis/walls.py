@@ -278,7 +278,15 @@ def utile_proximity(ds, shape, tree):
 
 
 def centroid_voxels(ds, shape) -> np.ndarray:
-    """The voxel (z, y, x) of each bubble's centroid, clipped to the volume."""
+    """The voxel (z, y, x) of each bubble's centroid, clipped to the volume.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset({"centroid_voxel": (("bubble", "axis"), [[1.4, 2.6, 9.0]])})
+    >>> centroid_voxels(ds, (4, 6, 8)).tolist()
+    [[1, 3, 7]]
+    """
     return np.clip(np.rint(ds["centroid_voxel"].values).astype(np.int64), 0,
                    np.asarray(shape) - 1).reshape(-1, 3)
 

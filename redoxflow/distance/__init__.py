@@ -110,6 +110,14 @@ def slab_neighbours(features: Sequence[Any]) -> list[tuple[list, list]]:
     The maps come from a pass of their own: were they part of the slab tasks' graph, every
     mask block would stay in memory until the last slab is done. They travel compressed
     (:func:`_pack`): raw, they would cost 8 bytes per column and block.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> wall = np.zeros((6, 2, 3), bool); wall[1, 0, 0] = True
+    >>> [(below, above)] = slab_neighbours([da.from_array(wall, chunks=(3, 2, 3))])
+    >>> int(_unpack(below[1])[0, 0]), int(_unpack(above[0])[0, 0]) == NONE_ABOVE
+    (1, True)
     """
     starts = np.concatenate([[0], np.cumsum(features[0].chunks[0])[:-1]]).astype(int)
     extents = [[dask.delayed(_packed_extents)(b, int(z0))
@@ -256,7 +264,14 @@ def min_distance_per_label(labels: Any, features: Sequence[Any], *, spacing: Any
 
 def points_in_block(points: np.ndarray, z0: int, bz: int) -> tuple[np.ndarray, np.ndarray]:
     """Which of ``points`` (global (z, y, x)) lie in the planes ``z0 .. z0 + bz - 1``, and
-    their local indices."""
+    their local indices.
+
+    Examples
+    --------
+    >>> inside, local = points_in_block(np.array([[0, 1, 2], [5, 1, 1]]), 4, 3)
+    >>> inside.tolist(), local.tolist()
+    ([1], [[1, 1, 1]])
+    """
     inside = np.flatnonzero((points[:, 0] >= z0) & (points[:, 0] < z0 + bz))
     return inside, points[inside] - [z0, 0, 0]
 
@@ -267,6 +282,17 @@ def slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which)
 
     ``belows``/``aboves`` are the block's packed maps from :func:`slab_neighbours`;
     ``which`` numbers the points among all.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> wall = np.zeros((2, 1, 6), bool); wall[:, 0, 0] = True
+    >>> labels = np.zeros(wall.shape, np.uint32); labels[1, 0, 4:] = 3
+    >>> [(below, above)] = slab_neighbours([da.from_array(wall)])
+    >>> part = slab_minima(labels, [wall], 0, below, above, (1, 1, 1), np.zeros((0, 3)), [])
+    >>> ids, dist, _ = reduce_minima([part], 1, 0)
+    >>> ids.tolist(), dist.tolist()
+    ([3], [[4.0]])
     """
     ids, minima, at = slab_label_minima(
         np.asarray(labels), [np.asarray(m, bool) for m in masks], z0,
@@ -276,7 +302,16 @@ def slab_minima(labels, masks, z0, belows, aboves, spacing, local_points, which)
 
 def reduce_minima(results, n_features: int, n_points: int):
     """Labels, per-label minimum distances and distances at points from the parts of
-    :func:`slab_minima`."""
+    :func:`slab_minima`.
+
+    Examples
+    --------
+    >>> a = (np.array([2, 5], np.uint64), np.array([[9.0], [4.0]]), np.array([0]), np.array([[1.0]]))
+    >>> b = (np.array([5], np.uint64), np.array([[1.0]]), np.array([1]), np.array([[16.0]]))
+    >>> ids, dist, at = reduce_minima([a, b], 1, 2)
+    >>> ids.tolist(), dist.tolist(), at.tolist()
+    ([2, 5], [[3.0], [1.0]], [[1.0], [4.0]])
+    """
     ids = np.concatenate([r[0] for r in results]) if results else np.zeros(0, np.uint64)
     mins = np.concatenate([r[1] for r in results]) if results else np.zeros((0, n_features))
     uniq, inv = np.unique(ids, return_inverse=True)

@@ -27,6 +27,12 @@ def work_array(shape: tuple, dtype) -> np.ndarray:
 
     A fresh slab-sized array costs more in page faults than the pass that fills it (measured:
     4.8 against 0.5 ns per voxel for the z pass), so each thread keeps the largest it needed.
+
+    Examples
+    --------
+    >>> a = work_array((2, 3), np.int32); b = work_array((3,), np.int32)
+    >>> a.shape, b.dtype.name, bool(np.shares_memory(a, b))
+    ((2, 3), 'int32', True)
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
