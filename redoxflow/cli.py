@@ -210,7 +210,8 @@ def _human_bytes(n: int) -> str:
 
 def _cluster_options(fn):
     fn = click.option("--cluster", default=None,
-                      help="local, slurm, pbs, cuda or a scheduler address.")(fn)
+                      help="local, slurm, pbs, cuda, mpi (inside mpirun -n 3 or more), a scheduler "
+                           "address or a scheduler file.")(fn)
     fn = click.option("--workers", type=int, default=None, help="Number of workers.")(fn)
     fn = click.option("--profile", default=None, help="dask-jobqueue YAML profile.")(fn)
     return fn
@@ -260,7 +261,8 @@ def _run(cfg, dry_run: bool = False) -> None:
         return
     with make_client(config=cfg.cluster) as client:
         link = dashboard_link(client)
-        click.echo(f"dask: {len(client.scheduler_info()['workers'])} workers"
+        batch = " so far (batch jobs starting)" if cfg.cluster.cluster in ("slurm", "pbs") else ""
+        click.echo(f"dask: {len(client.scheduler_info()['workers'])} workers{batch}"
                    + (f", dashboard {link}" if link else ""))
         _summarise(run_pipeline(cfg))
 

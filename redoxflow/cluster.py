@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -189,7 +190,8 @@ def make_client(
     if cluster == "local":
         lc = LocalCluster(n_workers=int(workers or default_workers()),
                           threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-                          dashboard_address=dashboard_address, processes=True)
+                          dashboard_address=dashboard_address, processes=True,
+                          silence_logs=logging.CRITICAL)  # a task's error: one line, ours
         return Client(lc)
     if cluster in ("slurm", "pbs"):
         jc, settings = _jobqueue_cluster(cluster, profile)
