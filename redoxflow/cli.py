@@ -247,7 +247,8 @@ def _summarise(summary: dict) -> None:
            if summary.get("segmentation_f1") else "")
         + f"Results are in {summary['output']} (results.zarr, bubbles.csv and bubbles.nc: "
         "every component with its filter columns, bubble_labels.zarr, classes.zarr, "
-        "summary.json)."
+        "summary.json; with an image, raw.zarr holds both label stores under raw.zarr/labels/ "
+        "and the two names link there)."
         + (f"\nReport: {summary['report']}" if summary.get("report") else ""))
 
 

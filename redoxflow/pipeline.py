@@ -371,6 +371,16 @@ def adopt_labels(out: Path) -> list[str]:
     -------
     list of str
         The names now under ``raw.zarr/labels/``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> for name, kind in (("raw.zarr", "intensity"), ("classes.zarr", "classes")):
+    ...     _ = ingest(np.zeros((4, 8, 8), np.uint8), out / name, voxel_size=1.0, kind=kind,
+    ...                progress=False)
+    >>> adopt_labels(out), (out / "classes.zarr").is_symlink()
+    (['classes'], True)
     """
     import zarr
 
