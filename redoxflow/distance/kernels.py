@@ -227,7 +227,8 @@ _NO_POINTS = np.zeros((0, 3), np.int64)
 
 
 def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
-                spacing: Sequence[float], need: np.ndarray | None = None) -> np.ndarray:
+                spacing: Sequence[float], need: np.ndarray | None = None,
+                dtype=np.float64) -> np.ndarray:
     """Exact squared Euclidean distance to the nearest feature voxel, for a slab of whole
     planes, given the columns' nearest feature before and after the slab.
 
@@ -242,11 +243,14 @@ def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
         Voxel size.
     need : bool ndarray, shape (bz, y), optional
         The image rows whose distances are wanted (default all); others are left unset.
+    dtype : numpy dtype
+        Of the result: float64, or an integer type for whole-number squared distances
+        (integer ``spacing``), written as such without a float copy.
 
     Returns
     -------
-    float64 ndarray, shape (bz, y, x)
-        ``inf`` everywhere when there is no feature voxel at all.
+    ndarray of ``dtype``, shape (bz, y, x)
+        ``inf`` (an integer type's maximum) everywhere when there is no feature voxel at all.
 
     Examples
     --------
@@ -260,7 +264,11 @@ def slab_sqdist(mask: np.ndarray, z0: int, below: np.ndarray, above: np.ndarray,
     >>> bool(np.allclose(got, ref))
     True
     """
-    out = np.empty(mask.shape, np.float64)
+    out = np.empty(mask.shape, dtype)
+    if out.dtype.kind in "iu" and not (mask.any() or (below > NONE_BELOW).any()
+                                       or (above < NONE_ABOVE).any()):
+        out.fill(np.iinfo(out.dtype).max)  # no feature at all: inf has no integer
+        return out
     need = np.ones(mask.shape[:2], np.bool_) if need is None else np.asarray(need, np.bool_)
     _run_slab(mask, z0, below, above, spacing, need, _NO_LABELS, 0, np.zeros(0),
               np.zeros(0, np.bool_), _NO_POINTS, np.zeros(0), out)

@@ -95,19 +95,22 @@ def _integer(r2: np.ndarray) -> np.ndarray:
     return np.floor(np.sqrt(r2) + 1e-9) ** 2
 
 
-def _whole_voxels(d2, work):
-    """Isotropic squared distances in voxel units are whole numbers: int32 slabs halve the
-    volume held in memory; a phase without any voxel outside it has no finite radius."""
-    if work != (1.0, 1.0, 1.0):
-        return d2
-    return d2.map_blocks(_to_int32, dtype=np.int32)
+def _squared_radii(m, work, workers):
+    """Squared distances to the nearest voxel outside the phase, lazily: int32 in voxel
+    units for isotropic voxels (whole numbers, written as such: half the memory of
+    float64, no float copy); a phase without any voxel outside it has no finite radius."""
+    dtype = np.int32 if work == (1.0, 1.0, 1.0) else np.float64
+    d2 = distance.distance_to(~m, spacing=work, squared=True,
+                              slab_voxels=_slab_voxels(m, workers), dtype=dtype)
+    return d2.map_blocks(_radii_exist, dtype=dtype)
 
 
-def _to_int32(block: np.ndarray) -> np.ndarray:
-    if block.size and not np.isfinite(block.flat[0]):  # inf everywhere: no voxel outside
+def _radii_exist(block: np.ndarray) -> np.ndarray:
+    top = np.iinfo(block.dtype).max if block.dtype.kind in "iu" else np.inf
+    if block.size and block.flat[0] == top:  # everywhere: no voxel outside the phase
         raise InputError("local thickness needs voxels outside the phase (the phase fills "
                          "the whole volume): crop the volume or choose another phase")
-    return block.astype(np.int32)
+    return block
 
 
 def _paint_block(block, origin, shape, write, work, radii):
@@ -207,9 +210,7 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     vol, m = phase_mask(mask, phase)
     work, scale = _work_units(vol.spacing(spacing))
     m = split_for_workers(m, workers)
-    d2 = distance.distance_to(~m, spacing=work, squared=True,
-                              slab_voxels=_slab_voxels(m, workers))
-    d2 = _whole_voxels(d2, work)
+    d2 = _squared_radii(m, work, workers)
     if d2.nbytes <= _in_memory_bytes():  # one task: every ball painted once, no halos
         if d2.dtype == np.int32:
             task = dask.delayed(_paint_slabs)(*d2.to_delayed().ravel(), shape=m.shape,
