@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -129,6 +132,20 @@ def job_script(kind: str, profile: str | os.PathLike) -> str:
         cluster.close()
 
 
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """SIGINT ignored while worker processes start: they keep it ignored (an ignored signal
+    stays ignored across exec), so Ctrl-C reaches only this process, which closes them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def make_client(
     cluster: str = "local",
     *,
@@ -188,10 +205,11 @@ def make_client(
     if workers is not None and int(workers) < 1:
         raise InputError(f"workers={workers} must be at least 1")
     if cluster == "local":
-        lc = LocalCluster(n_workers=int(workers or default_workers()),
-                          threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-                          dashboard_address=dashboard_address, processes=True,
-                          silence_logs=logging.CRITICAL)  # a task's error: one line, ours
+        with _interrupts_ignored():  # Ctrl-C stops the run, not each worker with a traceback
+            lc = LocalCluster(n_workers=int(workers or default_workers()),
+                              threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+                              dashboard_address=dashboard_address, processes=True,
+                              silence_logs=logging.CRITICAL)  # a task's error: one line, ours
         return Client(lc)
     if cluster in ("slurm", "pbs"):
         jc, settings = _jobqueue_cluster(cluster, profile)

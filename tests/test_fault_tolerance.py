@@ -143,3 +143,31 @@ def test_netcdf_on_a_full_disk_is_one_line_not_a_segfault(tmp_path, phantom):
     assert proc.returncode == 2, proc.stderr[-2000:]  # HDF5 crashed the process: rc -11
     assert proc.stderr.strip().splitlines()[-1].startswith("error: no space to write")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.zarr"]  # nothing half-written
+
+
+def test_ctrl_c_on_run_is_one_line_and_stops_every_worker(tmp_path):
+    """SIGINT to the whole process group (what Ctrl-C sends): the run prints one line and
+    exits 130; its worker processes neither print tracebacks nor outlive it."""
+    pytest.importorskip("torch")
+    import psutil
+
+    from redoxflow.segment.models import builtin_checkpoint
+
+    config = _config(tmp_path / "run.yaml", tmp_path / "run", builtin_checkpoint())
+    log = open(config.with_suffix(".log"), "w")
+    proc = subprocess.Popen([sys.executable, "-m", "redoxflow.cli", "run", str(config)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    done = tmp_path / "run" / ".classes.zarr.partial" / ".done"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (done.is_dir() and any(done.iterdir())):
+        time.sleep(0.02)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "the run started no worker process"
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    text = config.with_suffix(".log").read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-2000:]
+    assert text.rstrip().endswith("error: interrupted; finished work is kept and a rerun resumes")
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive
