@@ -25,18 +25,19 @@ def test_connect_to_existing_scheduler(local_cluster):
 
 
 def test_scheduler_file_is_waited_for_and_needs_no_json_suffix(local_cluster, tmp_path):
+    import json
     import threading
 
-    from distributed import Client
-
     path = tmp_path / "scheduler.json"  # what `dask scheduler --scheduler-file` writes
-    with Client(local_cluster) as writer:
-        threading.Timer(0.5, writer.write_scheduler_file, [str(path)]).start()
-        with make_client(str(path)) as client:  # the file appears while the run waits
-            assert client.submit(sum, [1, 2, 3]).result() == 6
-        path.rename(tmp_path / "sched")
-        with make_client(str(tmp_path / "sched")) as client:  # any existing file
-            assert client.submit(sum, [1, 2]).result() == 3
+    # the scheduler's address, as that file holds it (Client.write_scheduler_file dumps the
+    # whole scheduler_info, which a shared cluster's earlier tests can make unserialisable)
+    info = json.dumps({"type": "Scheduler", "address": local_cluster.scheduler_address})
+    threading.Timer(0.5, path.write_text, [info]).start()
+    with make_client(str(path)) as client:  # the file appears while the run waits
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+    path.rename(tmp_path / "sched")
+    with make_client(str(tmp_path / "sched")) as client:  # any existing file
+        assert client.submit(sum, [1, 2]).result() == 3
 
 
 def test_a_bad_scheduler_file_is_a_one_line_error_not_a_hang(tmp_path, monkeypatch):
