@@ -452,7 +452,8 @@ def _open_levels(tmp: Path, shapes, chunk_shape, dtype, cfg, resume_key: str | N
     if resume_key is not None and tmp.exists():
         try:
             group = zarr.open_group(store=str(tmp), mode="r+")
-            arrays = [group[str(i)] for i in range(len(shapes))]
+            # reopened arrays get zarr's default config: ask again for every chunk written
+            arrays = [group[str(i)].with_config(EVERY_CHUNK) for i in range(len(shapes))]
             if (group.attrs.get("resume_key") == resume_key
                     and arrays[0].shape == tuple(shapes[0])
                     and arrays[0].chunks == tuple(chunk_shape)):
@@ -473,7 +474,7 @@ def _companion_array(path: Path, array, cfg):
     group = zarr.open_group(store=str(path), mode="a", zarr_format=3)
     chunks = tuple(max(c) for c in array.chunks)
     if "0" in group and group["0"].shape == array.shape and group["0"].chunks == chunks:
-        return group["0"]
+        return group["0"].with_config(EVERY_CHUNK)  # (reopened: zarr's default config)
     dims = ("c", *SPATIAL) if array.ndim == 4 else SPATIAL
     return group.create_array("0", shape=array.shape, chunks=chunks, dtype=array.dtype,
                               fill_value=0, overwrite=True, dimension_names=dims,

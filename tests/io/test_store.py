@@ -154,3 +154,18 @@ def test_stores_validate_as_ome_zarr_images_and_labels(tmp_path):
         if name == "classes":
             colours = {c.label_value: c.rgba for c in label.attributes.ome.image_label.colors}
             assert colours[1] == (230, 25, 25, 255) and colours[0][3] == 0
+
+
+def test_a_resumed_store_still_writes_every_chunk(tmp_path):
+    """Reopened to resume, the arrays keep writing empty chunks: an absent chunk would read
+    as damage afterwards."""
+    from redoxflow.config import load_config
+    from redoxflow.io.readers import check_chunks, chunk_stats
+    from redoxflow.io.store import _open_levels
+
+    cfg = load_config(environ={})
+    path = tmp_path / "s.zarr"
+    _open_levels(path, [(4, 4, 4)], (2, 4, 4), np.uint8, cfg, "key")
+    _, arrays = _open_levels(path, [(4, 4, 4)], (2, 4, 4), np.uint8, cfg, "key")  # resumed
+    arrays[0][:] = 0
+    check_chunks(chunk_stats(arrays[0], path / "0"), "the resumed array")  # absent: raises
