@@ -182,7 +182,10 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
     True
     """
     dest = Path(store).absolute()
+    if dest.is_symlink() and is_store(dest):  # a run's link to its label image: replace that
+        dest = dest.resolve()
     parent = _prepare(dest, overwrite, is_store, "Zarr store")
+    _refuse_holding_labels(dest)
     tmp = parent / f".{dest.name}.partial" if resume else _tmp_name(dest)
     try:
         yield tmp
@@ -193,6 +196,16 @@ def atomic_store(store: str | os.PathLike, *, overwrite: bool = False,
         _no_space(exc, dest)
         _not_writable(exc, dest)
         raise
+
+
+def _refuse_holding_labels(dest: Path) -> None:
+    """An image store whose ``labels/`` hold label images (a run's classes and bubbles) is
+    never replaced with them: they may be the only copy."""
+    labels = dest / "labels"
+    if (labels / "zarr.json").is_file() and any(p.is_dir() for p in labels.iterdir()):
+        raise StoreExistsError(f"output {str(dest)!r} holds label images under labels/ (a "
+                               "run's classes and bubbles): move them out, or remove the store "
+                               "yourself, before writing it again")
 
 
 def _swap_in(tmp: Path, dest: Path) -> None:
@@ -208,7 +221,10 @@ def _swap_in(tmp: Path, dest: Path) -> None:
             old.rename(dest)
         raise
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_symlink():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def move_store(source: str | os.PathLike, store: str | os.PathLike, *,

@@ -169,3 +169,23 @@ def test_a_resumed_store_still_writes_every_chunk(tmp_path):
     _, arrays = _open_levels(path, [(4, 4, 4)], (2, 4, 4), np.uint8, cfg, "key")  # resumed
     arrays[0][:] = 0
     check_chunks(chunk_stats(arrays[0], path / "0"), "the resumed array")  # absent: raises
+
+
+def test_an_image_holding_a_runs_labels_is_never_replaced_with_them(tmp_path):
+    """After a run, raw.zarr/labels/ holds the only copy of the classes and bubbles."""
+    from redoxflow.pipeline import adopt_labels
+
+    volume = np.zeros((4, 8, 8), np.uint8)
+    ingest(volume, tmp_path / "raw.zarr", voxel_size=1.0, kind="intensity", progress=False)
+    ingest(volume, tmp_path / "classes.zarr", voxel_size=1.0, kind="classes", progress=False)
+    assert adopt_labels(tmp_path) == ["classes"]
+    with pytest.raises(StoreExistsError, match="holds label images"):
+        ingest(volume, tmp_path / "raw.zarr", voxel_size=1.0, kind="intensity",
+               overwrite=True, progress=False)
+    assert open_volume(tmp_path / "classes.zarr").shape == volume.shape  # still there
+    # writing through the run's link replaces the label image it points to; the link stays
+    ingest(volume + 1, tmp_path / "classes.zarr", voxel_size=1.0, kind="classes",
+           overwrite=True, progress=False)
+    assert (tmp_path / "classes.zarr").is_symlink()
+    assert int(open_volume(tmp_path / "raw.zarr" / "labels" / "classes").data.max()) == 1
+    assert not list(tmp_path.glob(".classes.zarr.*"))
