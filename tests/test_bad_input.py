@@ -265,6 +265,17 @@ def test_vti_with_an_impossible_extent_is_refused(tmp_path):
         open_source(tmp_path / "v.vti")
 
 
+def test_vti_with_vectors_is_refused_not_read_as_interleaved_values(tmp_path):
+    from redoxflow.io import open_source
+
+    (tmp_path / "rgb.vti").write_text(
+        '<VTKFile type="ImageData"><ImageData WholeExtent="0 1 0 0 0 0"><Piece><PointData>'
+        '<DataArray type="UInt8" NumberOfComponents="3" format="ascii">1 2 3 4 5 6</DataArray>'
+        '</PointData></Piece></ImageData></VTKFile>')
+    with pytest.raises(InputError, match="3 components per voxel"):
+        open_source(tmp_path / "rgb.vti")
+
+
 def test_vti_with_an_oversized_extent_is_refused_before_allocating(tmp_path):
     from redoxflow.io import open_source
 

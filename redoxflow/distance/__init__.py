@@ -167,9 +167,11 @@ def distance_to(features: Any, *, spacing: Any = None, squared: bool = False,
     vol = as_volume(features, what="feature mask")
     sp = vol.spacing(spacing)
     dtype = np.dtype(dtype)
-    if dtype.kind in "iu" and not (squared and all(float(s).is_integer() for s in sp)):
-        raise InputError(f"integer distances ({dtype}) need squared=True and whole-number "
-                         f"spacing, not {sp}: use float64")
+    if dtype.kind in "iu":
+        top = sum(((n - 1) * s) ** 2 for n, s in zip(vol.data.shape, sp))  # largest possible
+        if not (squared and all(float(s).is_integer() for s in sp)) or top >= np.iinfo(dtype).max:
+            raise InputError(f"integer distances ({dtype}) need squared=True, whole-number "
+                             f"spacing and room for {top:g}; got spacing {sp}: use float64")
     mask = plane_slabs(vol.data.astype(bool), slab_voxels)
     below, above = slab_neighbours([mask])[0]
     starts = np.concatenate([[0], np.cumsum(mask.chunks[0])[:-1]]).astype(int)

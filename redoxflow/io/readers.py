@@ -611,6 +611,9 @@ def read_vti(path: Path) -> VolumeSource:
         raise InputError(f"VTI {str(path)!r} has WholeExtent {image.get('WholeExtent')!r}: "
                          "expected six integers x0 x1 y0 y1 z0 z1 with x1 >= x0 etc.")
     components = int(array.get("NumberOfComponents", "1"))
+    if components != 1:
+        raise InputError(f"VTI {str(path)!r} holds {components} components per voxel (vectors or "
+                         "colours): give a scalar volume, e.g. one component saved alone")
     n = int(np.prod(dims, dtype=object))
     dtype = np.dtype(_VTK_TYPES[array.get("type")])
     _check_declared(n * components * dtype.itemsize, f"VTI {str(path)!r}")

@@ -93,3 +93,17 @@ def test_min_distance_per_label_takes_uint64_labels(rng):
     field = ndimage.distance_transform_edt(~walls)
     np.testing.assert_array_equal(ids, np.arange(1, n + 1))
     np.testing.assert_allclose(dist[:, 0], ndimage.minimum(field, labels, np.arange(1, n + 1)))
+
+
+def test_integer_distances_refuse_what_they_cannot_hold():
+    from redoxflow.distance import distance_to
+    from redoxflow.errors import InputError
+
+    mask = np.zeros((1, 1, 40), bool)
+    mask[0, 0, 2] = True
+    d2 = distance_to(mask, squared=True, dtype=np.int32).compute()
+    assert d2.dtype == np.int32 and d2[0, 0].tolist() == [(x - 2) ** 2 for x in range(40)]
+    with pytest.raises(InputError, match="room for 1521"):  # 39^2 does not fit in uint8
+        distance_to(mask, squared=True, dtype=np.uint8)
+    with pytest.raises(InputError, match="whole-number"):
+        distance_to(mask, squared=True, spacing=0.5, dtype=np.int32)
