@@ -264,16 +264,19 @@ def _ridge_flat(r2, need, offsets, patterns, keep, start,
     """Integer squared radii, padded by one voxel of zeros: flat neighbours, no bounds
     checks, the containment bound read directly at the centre's squared radius."""
     for i in range(start, stop):
-        v = r2[i]
-        if v <= 0:
-            continue
-        kept = True
-        for m in range(offsets.shape[0]):
-            w = r2[i + offsets[m]]
-            if w >= v and w > need[patterns[m], v]:
-                kept = False
-                break
-        keep[i] = kept
+        if r2[i] > 0:
+            keep[i] = _on_ridge(r2, i, need, offsets, patterns)
+
+
+@numba.njit(cache=True, nogil=True)
+def _on_ridge(r2, i, need, offsets, patterns):  # pragma: no cover - compiled
+    """No neighbour's ball contains the ball of centre ``i`` (flat, padded indices)."""
+    v = r2[i]
+    for m in range(offsets.shape[0]):
+        w = r2[i + offsets[m]]
+        if w >= v and w > need[patterns[m], v]:
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
@@ -312,16 +315,7 @@ def _ridge_list(r2, need, offsets, patterns, start, stop,
     returns their count."""
     n = 0
     for i in range(start, stop):
-        v = r2[i]
-        if v <= 0:
-            continue
-        kept = True
-        for m in range(offsets.shape[0]):
-            w = r2[i + offsets[m]]
-            if w >= v and w > need[patterns[m], v]:
-                kept = False
-                break
-        if kept:
+        if r2[i] > 0 and _on_ridge(r2, i, need, offsets, patterns):
             found[n] = i
             n += 1
     return n
