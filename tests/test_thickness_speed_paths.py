@@ -1,0 +1,104 @@
+"""The fast paths of the local-thickness painter against brute force.
+
+The integer painter (:func:`redoxflow.microstructure.kernels.paint_padded`) keeps the centres
+of the distance ridge with a row-vectorised containment test and paints, for a centre with
+a neighbour ranking above it, only the crescent of its ball outside that neighbour's ball.
+Both are exact for any field of squared radii, not only for distance maps: these tests
+paint random fields (many ties, every neighbour direction) and compare with drawing every
+ball.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from redoxflow.microstructure import kernels as K
+
+
+def brute_paint(r2: np.ndarray) -> np.ndarray:
+    """Largest sqrt(r2[c]) over the open balls |x - c|^2 < r2[c] of every voxel c."""
+    grid = np.indices(r2.shape).reshape(3, -1).T
+    out = np.zeros(r2.size)
+    for c in np.argwhere(r2 > 0):
+        v = r2[tuple(c)]
+        inside = ((grid - c) ** 2).sum(1) < v
+        np.maximum(out, np.where(inside, np.sqrt(v), 0), out=out)
+    return out.reshape(r2.shape).astype(np.float32)
+
+
+def painted(r2: np.ndarray, **kwargs) -> np.ndarray:
+    padded = K.padded_int32(r2.shape)
+    padded[1:-1, 1:-1, 1:-1] = r2
+    return K.paint_padded(padded, **kwargs)
+
+
+def fields():
+    rng = np.random.default_rng(3)
+    yield "ties", rng.integers(0, 4, (9, 10, 11)).astype(np.int32)  # plateaus of equal radii
+    yield "sparse", (rng.integers(0, 30, (12, 9, 10)) * (rng.random((12, 9, 10)) < 0.3)
+                     ).astype(np.int32)
+    smooth = np.cumsum(np.cumsum(rng.integers(0, 3, (11, 12, 13)), axis=0), axis=2)
+    yield "ramps", np.asarray(smooth % 40, np.int32)  # larger radii, every direction
+    from scipy import ndimage
+
+    pore = ndimage.gaussian_filter(rng.random((16, 15, 17)), 1.5) > 0.5
+    _, ind = ndimage.distance_transform_edt(pore, return_indices=True)
+    yield "distance", ((np.indices(pore.shape) - ind) ** 2).sum(0).astype(np.int32)
+
+
+FIELDS = list(fields())
+
+
+@pytest.mark.parametrize("name,r2", FIELDS, ids=[n for n, _ in FIELDS])
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_crescent_painting_equals_drawing_every_ball(name, r2, threads):
+    assert np.array_equal(painted(r2, threads=threads), brute_paint(r2))
+
+
+@pytest.mark.parametrize("name,r2", FIELDS, ids=[n for n, _ in FIELDS])
+def test_crescent_painting_of_a_window(name, r2):
+    """A window of the output (the out-of-core blocks' case): crescents and whole balls
+    clipped to it."""
+    ref = brute_paint(r2)
+    origin, shape = (2, 3, 1), (5, 4, 7)
+    got = painted(r2, origin=origin, shape=shape, threads=2)
+    assert np.array_equal(got, ref[2:7, 3:7, 1:8])
+
+
+@pytest.mark.parametrize("slots", [0, 40, 3000])
+def test_centres_without_a_crescent_slot_paint_their_whole_ball(slots, monkeypatch):
+    """Keys beyond the dense table (huge radii) fall back to whole balls: still exact."""
+    monkeypatch.setattr(K, "CRESCENT_SLOTS", slots)
+    for _, r2 in FIELDS:
+        assert np.array_equal(painted(r2, threads=2), brute_paint(r2))
+
+
+def test_crescents_replace_most_balls_and_their_pieces_are_fewer():
+    """The crescents are in use (not only the whole-ball fallback) and paint fewer rows."""
+    r2 = dict(FIELDS)["distance"]
+    padded = K.padded_int32(r2.shape)
+    padded[1:-1, 1:-1, 1:-1] = r2
+    found, higher, bound, offsets = K._padded_ridge(padded)
+    widths = K._widths(padded, (1.0, 1.0, 1.0))
+    combo, piece_ptr, pieces = K._crescents(found, higher, padded.ravel(), offsets, bound,
+                                            widths)
+    assert (combo >= 0).mean() > 0.8
+    row_ptr, _ = K._row_table(padded.ravel()[found], widths)
+    v = padded.ravel()[found]
+    whole = (row_ptr[v + 1] - row_ptr[v]).sum()
+    used = np.where(combo >= 0, piece_ptr[np.maximum(combo, 0) + 1]
+                    - piece_ptr[np.maximum(combo, 0)], row_ptr[v + 1] - row_ptr[v]).sum()
+    assert used < whole / 2
+
+
+@pytest.mark.parametrize("name,r2", FIELDS, ids=[n for n, _ in FIELDS])
+def test_row_ridge_equals_the_general_containment_test(name, r2):
+    """The row-vectorised integer ridge keeps exactly the centres of the general kernel
+    (float squared radii, containment tables by norm)."""
+    f = r2.astype(np.float64)
+    norms, need = K.containment_tables(float(f.max()), (1.0, 1.0, 1.0))
+    general = np.zeros(f.shape, np.bool_)
+    K._ridge(f, norms, need, K.NEIGHBOURS, K.PATTERNS, 1.0 + 1e-12, general, 0, f.shape[0])
+    for threads in (1, 3):
+        assert np.array_equal(K.ridge(r2, (1, 1, 1), threads=threads), general)
