@@ -102,3 +102,72 @@ def test_row_ridge_equals_the_general_containment_test(name, r2):
     K._ridge(f, norms, need, K.NEIGHBOURS, K.PATTERNS, 1.0 + 1e-12, general, 0, f.shape[0])
     for threads in (1, 3):
         assert np.array_equal(K.ridge(r2, (1, 1, 1), threads=threads), general)
+
+
+# ------------------------------------------------------------ out of core: one distance pass
+def _pore(shape=(23, 17, 19), seed=5):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.48
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.5)])
+def test_out_of_core_computes_each_distance_slab_once(spacing, monkeypatch, tmp_path):
+    """The out-of-core path writes the squared distances once (the same pass finds the
+    halo) and paints from the store: every slab of the distance pass runs once, and the
+    result equals the in-memory one on chunkings that do not divide the shape."""
+    import dask.array as da
+
+    from redoxflow import distance
+    from redoxflow.microstructure import local_thickness, thickness
+
+    pore = _pore()
+    ref = local_thickness(pore, spacing=spacing)
+    calls = []
+    slab = distance._slab_distance
+
+    def counted(mask, z0, *args):
+        calls.append(z0)
+        return slab(mask, z0, *args)
+
+    monkeypatch.setattr(distance, "_slab_distance", counted)
+    monkeypatch.setattr(thickness, "IN_MEMORY_BYTES", 0)
+    for chunks in [(7, 9, 5), (10, 17, 19), (4, 6, 8)]:
+        calls.clear()
+        lazy = local_thickness(da.from_array(pore, chunks=chunks), spacing=spacing,
+                               scratch=tmp_path)
+        assert lazy.chunks == da.from_array(pore, chunks=chunks).chunks
+        assert np.array_equal(lazy.compute(), ref)
+        assert len(calls) > 1 and len(calls) == len(set(calls))  # each slab once
+        del lazy
+        import gc
+
+        gc.collect()
+        assert list(tmp_path.iterdir()) == []  # the temporary store went with the result
+
+
+def test_out_of_core_store_is_removed_when_the_distance_pass_fails(monkeypatch, tmp_path):
+    import dask.array as da
+
+    from redoxflow.errors import InputError
+    from redoxflow.microstructure import local_thickness, thickness
+
+    monkeypatch.setattr(thickness, "IN_MEMORY_BYTES", 0)
+    with pytest.raises(InputError, match="voxels outside the phase"):
+        local_thickness(da.ones((6, 7, 8), dtype=bool, chunks=3), scratch=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_of_core_numpy_input_returns_numpy_and_leaves_no_store(monkeypatch, tmp_path):
+    from redoxflow.microstructure import local_thickness, thickness
+
+    pore = _pore((12, 13, 11), seed=2)
+    ref = local_thickness(pore, radii="integer")
+    monkeypatch.setattr(thickness, "IN_MEMORY_BYTES", 0)
+    got = local_thickness(pore, radii="integer", scratch=tmp_path, workers=3)
+    assert isinstance(got, np.ndarray) and np.array_equal(got, ref)
+    import gc
+
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []

@@ -348,7 +348,7 @@ def _ridge_rows(r2, need, offsets, kinds, root, pny, pnx, z_start, z_stop, found
                         if top[k, x] >= 0 and root[top[k, x]] - reach[k] > score:
                             score = root[top[k, x]] - reach[k]
                             best = arg[k, x]
-                    higher[n] = best
+                    higher[n] = np.int8(best)
                     n += 1
     return n
 
@@ -369,14 +369,14 @@ def _padded_ridge(padded: np.ndarray, threads: int = 1) -> tuple:
 
     def part(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         found = np.empty((b - a) * (pny - 2) * (pnx - 2), np.int64)
-        higher = np.empty(len(found), np.int32)
+        higher = np.empty(len(found), np.int8)
         n = _ridge_rows(flat, need, offsets, kinds, root, pny, pnx, a + 1, b + 1, found,
                         higher)
         return found[:n].copy(), higher[:n].copy()
 
     parts = _in_threads(part, spans(pnz - 2, threads), threads)
     found = np.concatenate([f for f, _ in parts] + [np.zeros(0, np.int64)])
-    higher = np.concatenate([h for _, h in parts] + [np.zeros(0, np.int32)])
+    higher = np.concatenate([h for _, h in parts] + [np.zeros(0, np.int8)])
     return found, higher, bound, offsets
 
 

@@ -5,9 +5,13 @@ Local thickness (Hildebrand and Rüegsegger) is the diameter of the largest open
 distance of the centre ``c`` to the nearest voxel outside the phase (the convention of
 ``scipy.ndimage.distance_transform_edt`` and PoreSpy). It is computed exactly, without radius
 bins: the balls of the distance ridge are painted (a ball contained in a neighbour's is
-skipped, which changes nothing). When the squared distances fit in memory (int32 in voxel
-units for isotropic voxels) one task paints them, threads owning slabs of planes; larger
-volumes are painted block by block, each block reading a halo of the largest radius. Intrusion paints the same balls with the access radius instead: the largest radius
+skipped, which changes nothing; with isotropic voxels a ball with a neighbour ranking
+above it paints only its crescent outside that neighbour's ball, a twentieth of the writes
+on a real electrode). When the squared distances fit in memory (int32 in voxel units for
+isotropic voxels) one task paints them, threads owning slabs of planes; larger volumes
+write them once to a temporary Zarr store (the same pass finds the largest radius) and
+are painted block by block from it, each block reading a halo of the largest radius.
+Intrusion paints the same balls with the access radius instead: the largest radius
 whose balls can travel from the inlet face to the centre (a widest path, union-find over
 voxels in decreasing distance). With ``radii="integer"`` both round each radius down to an
 integer number of voxels first, which reproduces PoreSpy's ``local_thickness`` and
@@ -174,7 +178,8 @@ def _finish(out, scale: float, mask: Any):
 
 
 def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
-                    radii: Radii = "exact", workers: int | None = None):
+                    radii: Radii = "exact", workers: int | None = None,
+                    scratch: str | os.PathLike | None = None):
     """Diameter of the largest inscribed ball that contains each voxel (Hildebrand-Rüegsegger).
 
     Exact for any chunking: equal to drawing the ball ``|x - c| < dt(c)`` of every phase
@@ -193,6 +198,10 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     workers : int, optional
         Threads of the painting pass and at least as many blocks of the distance pass
         (default: the CPUs).
+    scratch : path, optional
+        Where a volume too large to paint in one task keeps its squared distances between
+        the distance pass and the painting (a temporary Zarr store, deleted with the
+        result; default: the system's temporary folder; every worker must see it).
 
     Returns
     -------
@@ -220,10 +229,44 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
             task = dask.delayed(_paint_whole)(d2, work, radii, scale, _threads(workers))
         out = da.from_delayed(task, m.shape, np.float32)
         return out.compute() if isinstance(mask, np.ndarray) else out.rechunk(m.chunks)
-    halo = _halo(float(d2.max().compute()), work)
-    out = map_halo(d2.rechunk(m.chunks), _paint_block, before=halo, after=halo,
+    stored, r2max = _store_squared(d2, m.chunks, scratch)  # one distance pass + its maximum
+    halo = _halo(r2max, work)
+    out = map_halo(stored, _paint_block, before=halo, after=halo,
                    dtype=np.float32, args=(work, radii))
     return _finish(out, scale, mask)
+
+
+def _write_block(block: np.ndarray, target, block_info=None) -> np.ndarray:
+    """Write a slab of whole planes into ``target`` at its place; its maximum, (1, 1, 1)."""
+    z0 = block_info[0]["array-location"][0][0]
+    target[z0:z0 + block.shape[0]] = block
+    return np.full((1, 1, 1), block.max(initial=0), block.dtype)
+
+
+def _store_squared(d2, chunks, scratch=None) -> tuple[da.Array, float]:
+    """The squared distances written once to a temporary Zarr store of one-plane chunks
+    (every slab of whole planes is a set of whole chunks: no two tasks write one chunk),
+    in the pass that also finds their maximum; returned lazily read from the store in
+    ``chunks``, the store deleted when nothing refers to the array reading it any more."""
+    import shutil
+    import tempfile
+    import weakref
+
+    import zarr
+
+    folder = tempfile.mkdtemp(prefix="redoxflow-thickness-", dir=scratch)
+    try:
+        target = zarr.create_array(
+            folder, shape=d2.shape, chunks=(1,) + tuple(d2.shape[1:]), dtype=d2.dtype,
+            fill_value=0, compressors=zarr.codecs.BloscCodec(cname="lz4", clevel=1))
+        maxima = d2.map_blocks(_write_block, target=target, dtype=d2.dtype,
+                               chunks=((1,) * d2.numblocks[0], (1,), (1,)))
+        r2max = float(maxima.max().compute())
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    weakref.finalize(target, shutil.rmtree, folder, ignore_errors=True)
+    return da.from_zarr(target, chunks=chunks), r2max
 
 
 def intrusion(mask: Any, *, inlet: str = "x-", phase: int | None = None, spacing: Any = None,
