@@ -253,9 +253,11 @@ def _solve_memory(through, h, sides, boundary, backend, tol, maxiter):
     # operator (and a float32 copy for the preconditioner)
     dtype, arrays = (np.float32, False) if backend == "numpy" else (xp.float64, True)
     make = solver.fine_level if boundary == "face" else solver.voxel_level
-    fine = make(xp, active, h, sides, dtype, arrays)
     x0 = solver.linear_guess(xp, active if boundary == "face" else active[1:-1], boundary)
-    sol = solver.solve(xp, fine, backend, tol, maxiter, x0=x0)
+    # the level is not kept here: the solver drops its conductances once coded as link bits
+    sol = solver.solve(xp, make(xp, active, h, sides, dtype, arrays), backend, tol, maxiter,
+                       x0=x0)
+    del x0  # the solver iterated in it (sol.c)
     c = to_numpy(sol.c)
     inner = through if boundary == "face" else through[1:-1]
     sums = (c * inner).reshape(inner.shape[0], -1).sum(axis=1)
