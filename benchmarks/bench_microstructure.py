@@ -308,7 +308,8 @@ def bench_big(shape, folder: Path, workers: int, memory_limit: str) -> list[dict
         lambda: to_store(ms.distance_transform(vol, phase=0), folder / "distance.zarr"))
     run("local_thickness exact (pore) -> Zarr float32",
         lambda: to_store(ms.local_thickness(vol, phase=0), folder / "thickness.zarr"),
-        note="halo = global max distance (one more distance pass)")
+        note="one distance pass: squared distances written to a temporary Zarr store in "
+             "the pass that finds the halo (their global maximum), then painted from it")
     t0 = time.perf_counter()
     check = spot_check(folder)
     rows.append({"volume": name, "metric": "spot check: stores == in-memory on crops",

@@ -171,3 +171,21 @@ def test_out_of_core_numpy_input_returns_numpy_and_leaves_no_store(monkeypatch, 
 
     gc.collect()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name,r2", FIELDS, ids=[n for n, _ in FIELDS])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_painting_over_the_padded_radii(name, r2, threads):
+    """``reuse``: the output is painted over the padded radii' memory once the ridge is
+    listed (whole output and a window), still equal to drawing every ball."""
+    ref = brute_paint(r2)
+    padded = K.padded_int32(r2.shape)
+    padded[1:-1, 1:-1, 1:-1] = r2
+    got = K.paint_padded(padded, threads=threads, reuse=True)
+    assert np.shares_memory(got, padded) and got.flags.c_contiguous
+    assert np.array_equal(got, ref)
+    padded = K.padded_int32(r2.shape)
+    padded[1:-1, 1:-1, 1:-1] = r2
+    window = K.paint_padded(padded, origin=(1, 2, 3), shape=(4, 5, 6), threads=threads,
+                            reuse=True)
+    assert np.array_equal(window, ref[1:5, 2:7, 3:9])

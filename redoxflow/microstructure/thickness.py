@@ -143,7 +143,7 @@ def _paint_slabs(*slabs, shape, radii, scale, threads):
     for s in slabs:
         padded[z:z + len(s), 1:-1, 1:-1] = _integer(s) if radii == "integer" else s
         z += len(s)
-    out = paint_padded(padded, threads=threads)
+    out = paint_padded(padded, threads=threads, reuse=True)
     out *= np.float32(2 * scale)
     return out
 
@@ -151,8 +151,8 @@ def _paint_slabs(*slabs, shape, radii, scale, threads):
 def _in_memory_bytes() -> int:
     """Squared distances (bytes) that one task may hold: :data:`IN_MEMORY_BYTES`, or a
     fifth of the smallest memory limit of a dask.distributed cluster's workers (the task
-    holds about 14 bytes per voxel: int32 radii and their padded copy, the ridge, the
-    float32 output)."""
+    holds about 10 bytes per voxel: int32 radii and their padded copy, over which the
+    float32 output is painted, and the ridge)."""
     try:
         from distributed import get_client  # only where a cluster is in use
 
