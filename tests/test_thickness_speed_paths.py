@@ -79,10 +79,9 @@ def test_crescents_replace_most_balls_and_their_pieces_are_fewer():
     r2 = dict(FIELDS)["distance"]
     padded = K.padded_int32(r2.shape)
     padded[1:-1, 1:-1, 1:-1] = r2
-    found, higher, bound, offsets = K._padded_ridge(padded)
+    found, higher, keys, bound, span = K._padded_ridge(padded)
     widths = K._widths(padded, (1.0, 1.0, 1.0))
-    combo, piece_ptr, pieces = K._crescents(found, higher, padded.ravel(), offsets, bound,
-                                            widths)
+    combo, piece_ptr, pieces = K._crescents(keys, span, bound.shape[1] - 1, widths, 2)
     assert (combo >= 0).mean() > 0.8
     row_ptr, _ = K._row_table(padded.ravel()[found], widths)
     v = padded.ravel()[found]

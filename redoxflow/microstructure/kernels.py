@@ -288,8 +288,8 @@ def as_integer(r2: np.ndarray, spacing: Sequence[float]) -> np.ndarray | None:
 
 
 @numba.njit(cache=True, nogil=True)
-def _ridge_rows(r2, need, offsets, kinds, root, pny, pnx, z_start, z_stop, found,
-                higher):  # pragma: no cover - compiled
+def _ridge_rows(r2, need, offsets, kinds, patterns, root, span, pny, pnx, z_start, z_stop,
+                found, higher, keys):  # pragma: no cover - compiled
     """The ridge of padded planes [z_start, z_stop) of int32 squared radii framed by one
     voxel of zeros (flat ``r2``), one image row at a time (the 26 neighbour tests run over
     whole rows: vectorised). A centre of squared radius v is kept unless a neighbour of
@@ -298,7 +298,8 @@ def _ridge_rows(r2, need, offsets, kinds, root, pny, pnx, z_start, z_stop, found
     Writes the kept flat indices (ascending) into ``found`` and, per kept centre, the
     neighbour ranking above it (``w > v``, or ``w == v`` and a larger index) whose ball
     reaches furthest beyond it (largest ``sqrt(w) - |offset|``; -1: none) into
-    ``higher``; returns their count.
+    ``higher``, and its crescent's key ``(v * span + w - v) * 8 + pattern`` into ``keys``
+    (-1: none, or ``w - v >= span``); returns their count.
     """
     n = 0
     nxi = pnx - 2
@@ -349,13 +350,20 @@ def _ridge_rows(r2, need, offsets, kinds, root, pny, pnx, z_start, z_stop, found
                             score = root[top[k, x]] - reach[k]
                             best = arg[k, x]
                     higher[n] = np.int8(best)
+                    keys[n] = -1
+                    if best >= 0:
+                        a = v[x]
+                        w = top[kinds[best], x]
+                        if w - a < span:
+                            keys[n] = (np.int64(a) * span + (w - a)) * 8 + patterns[best]
                     n += 1
     return n
 
 
 def _padded_ridge(padded: np.ndarray, threads: int = 1) -> tuple:
-    """(found, higher, bound, offsets) of :func:`_ridge_rows` over a whole padded array,
-    threads over slabs of planes."""
+    """(found, higher, keys, bound, span) of :func:`_ridge_rows` over a whole padded
+    array, threads over slabs of planes. A kept centre's higher neighbour has
+    ``v <= w <= bound[pattern, v]``: ``w - v < span``."""
     flat = padded.ravel()
     pnz, pny, pnx = padded.shape
     plane = pny * pnx
@@ -366,60 +374,56 @@ def _padded_ridge(padded: np.ndarray, threads: int = 1) -> tuple:
     offsets = NEIGHBOURS @ np.array([plane, pnx, 1])
     kinds = np.abs(NEIGHBOURS).sum(axis=1) - 1
     root = np.sqrt(np.arange(bound.shape[1], dtype=np.float64))
+    r2max = bound.shape[1] - 1
+    span = int((bound[1:, 1:] - np.arange(1, r2max + 1)).max(initial=0)) + 1
 
-    def part(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def part(a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         found = np.empty((b - a) * (pny - 2) * (pnx - 2), np.int64)
         higher = np.empty(len(found), np.int8)
-        n = _ridge_rows(flat, need, offsets, kinds, root, pny, pnx, a + 1, b + 1, found,
-                        higher)
-        return found[:n].copy(), higher[:n].copy()
+        keys = np.empty(len(found), np.int64)
+        n = _ridge_rows(flat, need, offsets, kinds, PATTERNS, root, span, pny, pnx, a + 1,
+                        b + 1, found, higher, keys)
+        return found[:n].copy(), higher[:n].copy(), keys[:n].copy()
 
     parts = _in_threads(part, spans(pnz - 2, threads), threads)
-    found = np.concatenate([f for f, _ in parts] + [np.zeros(0, np.int64)])
-    higher = np.concatenate([h for _, h in parts] + [np.zeros(0, np.int8)])
-    return found, higher, bound, offsets
+    found, higher, keys = (np.concatenate([p[k] for p in parts] + [np.zeros(0, t)])
+                           for k, t in enumerate((np.int64, np.int8, np.int64)))
+    return found, higher, keys, bound, span
 
 
 @numba.njit(cache=True, nogil=True)
-def _crescent_ids(found, higher, r2, offsets, patterns, span, slot, combo_v, combo_w,
-                  combo_p, combo):  # pragma: no cover - compiled
-    """Number the distinct (v, w, pattern) of the centres with a higher neighbour (v: the
-    centre's squared radius, w: the neighbour's) into ``combo`` (-1: paint the whole
-    ball: no higher neighbour, or a key beyond ``slot``); returns how many."""
+def _crescent_ids(keys, span, slot, combo_v, combo_w, combo_p,
+                  combo):  # pragma: no cover - compiled
+    """Number the distinct crescent keys (:func:`_ridge_rows`) into ``combo`` (-1: paint
+    the whole ball: no key, or one beyond ``slot``), decoding each new one into its
+    (v, w, pattern); returns how many."""
     n = 0
-    for k in range(found.shape[0]):
-        m = higher[k]
+    for k in range(keys.shape[0]):
+        key = keys[k]
         combo[k] = -1
-        if m < 0:
-            continue
-        i = found[k]
-        v = r2[i]
-        w = r2[i + offsets[m]]
-        key = (v * span + (w - v)) * 8 + patterns[m]
-        if w - v >= span or key >= slot.shape[0]:
+        if key < 0 or key >= slot.shape[0]:
             continue
         if slot[key] < 0:
             slot[key] = n
-            combo_v[n] = v
-            combo_w[n] = w
-            combo_p[n] = patterns[m]
+            combo_p[n] = key & 7
+            combo_v[n] = (key >> 3) // span
+            combo_w[n] = combo_v[n] + (key >> 3) % span
             n += 1
         combo[k] = slot[key]
     return n
 
 
 @numba.njit(cache=True, nogil=True)
-def _crescent_rows(combo_v, combo_w, combo_p, widths, piece_ptr,
-                   pieces):  # pragma: no cover - compiled
-    """The row pieces (dz, dy, x0, x1) of each crescent: the voxels d of the ball
+def _crescent_rows(combo_v, combo_w, combo_p, widths, piece_ptr, pieces, fill, t0,
+                   t1):  # pragma: no cover - compiled
+    """The row pieces (dz, dy, x0, x1) of crescents t0 .. t1 - 1: the voxels d of the ball
     ``|d|^2 < v`` outside the neighbour's ball ``|d - e|^2 < w``, e = (a, b, c) the
-    pattern's unit offsets. With ``pieces`` empty, only counts them into ``piece_ptr``."""
-    fill = pieces.shape[0] > 0
-    q = 0
-    for t in range(combo_v.shape[0]):
+    pattern's unit offsets; written from ``piece_ptr[t]`` on with ``fill``, else only
+    counted into ``piece_ptr[t + 1]``."""
+    for t in range(t0, t1):
         v, w, p = combo_v[t], combo_w[t], combo_p[t]
         a, b, c = (p >> 2) & 1, (p >> 1) & 1, p & 1
-        piece_ptr[t] = q
+        q = piece_ptr[t] if fill else 0
         e = widths[v]  # the largest |dz| with dz^2 < v
         for dz in range(-e, e + 1):
             for dy in range(-e, e + 1):
@@ -445,7 +449,8 @@ def _crescent_rows(combo_v, combo_w, combo_p, widths, piece_ptr,
                     if fill:
                         pieces[q, 0], pieces[q, 1], pieces[q, 2], pieces[q, 3] = dz, dy, right, hi
                     q += 1
-    piece_ptr[combo_v.shape[0]] = q
+        if not fill:
+            piece_ptr[t + 1] = q
 
 
 @numba.njit(cache=True, nogil=True)
@@ -539,12 +544,12 @@ def paint_padded(padded: np.ndarray, *, origin: Sequence[int] = (0, 0, 0),
     inner = tuple(n - 2 for n in padded.shape)
     pny, pnx = padded.shape[1:]
     plane = pny * pnx
-    found, higher, bound, offsets = _padded_ridge(padded, threads)
+    found, higher, keys, bound, span = _padded_ridge(padded, threads)
     r2max = bound.shape[1] - 1
     widths = _widths(padded, (1.0, 1.0, 1.0))
     radii = flat[found]
     row_ptr, rows = _row_table(radii, widths)
-    combo, piece_ptr, pieces = _crescents(found, higher, flat, offsets, bound, widths)
+    combo, piece_ptr, pieces = _crescents(keys, span, r2max, widths, threads)
     out_shape = tuple(int(n) for n in (shape if shape is not None else inner))
     if reuse:  # same bytes per voxel, fewer voxels: the output fits at its start
         out = flat.view(np.float32)[:int(np.prod(out_shape))].reshape(out_shape)
@@ -571,25 +576,25 @@ SIGNS = np.where(NEIGHBOURS < 0, -1, 1).astype(np.int64)  # reflections of the c
 CRESCENT_SLOTS = 2**24  # (v, w - v, pattern) keys numbered in a dense table up to this
 
 
-def _crescents(found, higher, flat, offsets, bound, widths):
+def _crescents(keys, span, r2max, widths, threads: int = 1):
     """Per centre, its crescent's number (-1: the whole ball) and the crescents' row
-    pieces in CSR form (see :func:`_crescent_rows`). A kept centre's higher neighbour has
-    ``v <= w <= bound[pattern, v]``, so keys are dense in (v, w - v, pattern)."""
-    combo = np.full(len(found), -1, np.int32)
-    r2max = bound.shape[1] - 1
-    if not len(found) or r2max < 1:
+    pieces in CSR form (see :func:`_crescent_rows`, threads over the crescents)."""
+    combo = np.full(len(keys), -1, np.int32)
+    if not len(keys) or r2max < 1:
         return combo, np.zeros(1, np.int64), np.zeros((0, 4), np.int32)
-    span = int((bound[1:, 1:] - np.arange(1, r2max + 1)).max()) + 1
     slot = np.full(min((r2max + 1) * span * 8, CRESCENT_SLOTS), -1, np.int32)
-    cv = np.empty(len(found), np.int64)
-    cw = np.empty(len(found), np.int64)
-    cp = np.empty(len(found), np.int64)
-    n = _crescent_ids(found, higher, flat, offsets, PATTERNS, span, slot, cv, cw, cp, combo)
+    cv, cw, cp = (np.empty(len(keys), np.int64) for _ in range(3))
+    n = _crescent_ids(keys, span, slot, cv, cw, cp, combo)
     cv, cw, cp = cv[:n].copy(), cw[:n].copy(), cp[:n].copy()
     piece_ptr = np.zeros(n + 1, np.int64)
-    _crescent_rows(cv, cw, cp, widths, piece_ptr, np.zeros((0, 4), np.int32))
+    none = np.zeros((0, 4), np.int32)
+    parts = spans(n, threads)
+    _in_threads(lambda a, b: _crescent_rows(cv, cw, cp, widths, piece_ptr, none, False, a, b),
+                parts, threads)
+    np.cumsum(piece_ptr, out=piece_ptr)
     pieces = np.empty((int(piece_ptr[-1]), 4), np.int32)
-    _crescent_rows(cv, cw, cp, widths, piece_ptr, pieces)
+    _in_threads(lambda a, b: _crescent_rows(cv, cw, cp, widths, piece_ptr, pieces, True, a, b),
+                parts, threads)
     return combo, piece_ptr, pieces
 
 
