@@ -383,7 +383,7 @@ def _padded_ridge(padded: np.ndarray, threads: int = 1) -> tuple:
         keys = np.empty(len(found), np.int64)
         n = _ridge_rows(flat, need, offsets, kinds, PATTERNS, root, span, pny, pnx, a + 1,
                         b + 1, found, higher, keys)
-        return found[:n].copy(), higher[:n].copy(), keys[:n].copy()
+        return found[:n], higher[:n], keys[:n]  # views: concatenated below
 
     parts = _in_threads(part, spans(pnz - 2, threads), threads)
     found, higher, keys = (np.concatenate([p[k] for p in parts] + [np.zeros(0, t)])
