@@ -111,11 +111,12 @@ def _pore(shape=(23, 17, 19), seed=5):
     return ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.48
 
 
-@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.5)])
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 1.0, 0.5), (0.642,) * 3])
 def test_out_of_core_computes_each_distance_slab_once(spacing, monkeypatch, tmp_path):
     """The out-of-core path writes the squared distances once (the same pass finds the
     halo) and paints from the store: every slab of the distance pass runs once, and the
-    result equals the in-memory one on chunkings that do not divide the shape."""
+    result equals the in-memory one on chunkings that do not divide the shape (also
+    where the in-memory painter scales the radii as it paints and the blocks afterwards)."""
     import dask.array as da
 
     from redoxflow import distance

@@ -455,17 +455,18 @@ def _crescent_rows(combo_v, combo_w, combo_p, widths, piece_ptr, pieces, fill, t
 
 @numba.njit(cache=True, nogil=True)
 def _paint_found(found, radii, combo, higher, pny, pnx, origin, out, row_ptr, rows, piece_ptr,
-                 pieces, signs):  # pragma: no cover - compiled
+                 pieces, signs, factor):  # pragma: no cover - compiled
     """:func:`_paint_rows` for centres given as flat indices into the padded radii (their
     squared radii in ``radii``): the whole ball (``combo`` -1), or only its crescent
     outside the ball of its higher neighbour ``higher`` (the crescent's pieces reflected
-    by that neighbour's ``signs``)."""
+    by that neighbour's ``signs``), each with ``float32(sqrt(v)) * factor`` (float32: the
+    values of multiplying the painted radii by ``factor`` afterwards, max being monotone)."""
     nz, ny, nx = out.shape
     plane = pny * pnx
     for k in range(found.shape[0]):
         i = found[k]
         v = radii[k]
-        val = np.float32(np.sqrt(v))
+        val = np.float32(np.sqrt(v)) * factor
         z0 = i // plane - 1 - origin[0]
         y0 = (i // pnx) % pny - 1 - origin[1]
         x0 = i % pnx - 1 - origin[2]
@@ -519,7 +520,7 @@ def padded_int32(shape: Sequence[int]) -> np.ndarray:
 
 def paint_padded(padded: np.ndarray, *, origin: Sequence[int] = (0, 0, 0),
                  shape: Sequence[int] | None = None, threads: int = 1,
-                 reuse: bool = False) -> np.ndarray:
+                 reuse: bool = False, factor: float = 1.0) -> np.ndarray:
     """:func:`paint_balls` of the ridge for int32 squared radii in voxel units, given inside
     a one-voxel frame of zeros (:func:`padded_int32`): each thread lists the ridge of its
     planes, then paints the balls reaching its slab of the output (no other copy).
@@ -532,7 +533,8 @@ def paint_padded(padded: np.ndarray, *, origin: Sequence[int] = (0, 0, 0),
 
     With ``reuse`` the output is painted over the memory of ``padded`` (destroyed): once
     the ridge is listed the radii are no longer read, and fresh pages cost about as much
-    as the painting at 512^3.
+    as the painting at 512^3. ``factor`` scales the painted radii (float32, the values of
+    ``out * float32(factor)``) without another pass over the output.
 
     Examples
     --------
@@ -566,7 +568,7 @@ def paint_padded(padded: np.ndarray, *, origin: Sequence[int] = (0, 0, 0),
         if reuse:
             out[a:b] = 0
         _paint_found(found[i:j], radii[i:j], combo[i:j], higher[i:j], pny, pnx, at,
-                     out[a:b], row_ptr, rows, piece_ptr, pieces, SIGNS)
+                     out[a:b], row_ptr, rows, piece_ptr, pieces, SIGNS, np.float32(factor))
 
     _in_threads(paint_part, spans(out.shape[0], threads), threads)
     return out

@@ -143,9 +143,7 @@ def _paint_slabs(*slabs, shape, radii, scale, threads):
     for s in slabs:
         padded[z:z + len(s), 1:-1, 1:-1] = _integer(s) if radii == "integer" else s
         z += len(s)
-    out = paint_padded(padded, threads=threads, reuse=True)
-    out *= np.float32(2 * scale)
-    return out
+    return paint_padded(padded, threads=threads, reuse=True, factor=2 * scale)
 
 
 def _in_memory_bytes() -> int:
