@@ -189,3 +189,32 @@ def test_painting_over_the_padded_radii(name, r2, threads):
     window = K.paint_padded(padded, origin=(1, 2, 3), shape=(4, 5, 6), threads=threads,
                             reuse=True)
     assert np.array_equal(window, ref[1:5, 2:7, 3:9])
+
+
+def test_removed_scratch_store_is_an_error_not_zeros(tmp_path, monkeypatch):
+    """The out-of-core local thickness reads its temporary distance store lazily: if the
+    store is gone before the result is computed (a persist() on a cluster without keeping
+    the array, a scratch folder other machines cannot see), the read is a one-line error,
+    never zarr's fill value (a silently wrong thickness); the store goes with the array."""
+    import gc
+    import shutil
+
+    import dask.array as da
+
+    from redoxflow.errors import RedoxflowError
+    from redoxflow.microstructure import local_thickness, thickness
+
+    monkeypatch.setattr(thickness, "IN_MEMORY_BYTES", 0)
+    mask = np.zeros((12, 10, 9), bool)
+    mask[2:10, 1:9, 1:8] = True
+    lazy = local_thickness(da.from_array(mask, chunks=(5, 10, 9)), scratch=tmp_path)
+    (store,) = list(tmp_path.iterdir())
+    assert float(lazy.max().compute()) > 0  # every plane file present, empty planes too
+    shutil.rmtree(store)
+    with pytest.raises(RedoxflowError, match="temporary distance store .* was removed"):
+        lazy.compute()
+    again = local_thickness(da.from_array(mask, chunks=(5, 10, 9)), scratch=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+    del again
+    gc.collect()
+    assert not list(tmp_path.iterdir())

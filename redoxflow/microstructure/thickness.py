@@ -31,7 +31,7 @@ import xarray as xr
 from .. import distance
 from ..common.options import Connectivity, check_choice
 from ..common.units import structure
-from ..errors import InputError
+from ..errors import InputError, RedoxflowError
 from .blocks import map_halo, split_for_workers
 from .inputs import phase_mask
 from .kernels import access_radius, padded_int32, paint_balls, paint_padded
@@ -241,6 +241,31 @@ def _write_block(block: np.ndarray, target, block_info=None) -> np.ndarray:
     return np.full((1, 1, 1), block.max(initial=0), block.dtype)
 
 
+class _ScratchPlanes:
+    """Read access to the temporary squared-distance store that refuses a removed store.
+
+    Every plane is written (``write_empty_chunks``), so a missing plane file means the store
+    was removed: a one-line error instead of zarr's fill value (0: a silently wrong local
+    thickness). That happens when nothing on the client refers to the result any more while
+    a cluster still computes it (``persist()`` without keeping the array), or when workers
+    on other machines cannot see the ``scratch`` folder."""
+
+    def __init__(self, path: str, shape, dtype):
+        self.path, self.shape, self.dtype, self.ndim = path, tuple(shape), np.dtype(dtype), 3
+
+    def __getitem__(self, index):
+        import zarr
+
+        z = range(*index[0].indices(self.shape[0]))
+        if not all(os.path.exists(os.path.join(self.path, "c", str(k), "0", "0")) for k in z):
+            raise RedoxflowError(
+                f"the temporary distance store {self.path} of a local thickness was removed "
+                "before its result was computed: compute or save the result while the array "
+                "local_thickness returned is referenced (keep it across persist()), and give "
+                "workers on other machines a shared scratch= folder")
+        return zarr.open_array(self.path, mode="r")[index]
+
+
 def _store_squared(d2, chunks, scratch=None) -> tuple[da.Array, float]:
     """The squared distances written once to a temporary Zarr store of one-plane chunks
     (every slab of whole planes is a set of whole chunks: no two tasks write one chunk),
@@ -252,19 +277,23 @@ def _store_squared(d2, chunks, scratch=None) -> tuple[da.Array, float]:
 
     import zarr
 
+    from ..io.store import EVERY_CHUNK
+
     folder = tempfile.mkdtemp(prefix="redoxflow-thickness-", dir=scratch)
     try:
         target = zarr.create_array(
             folder, shape=d2.shape, chunks=(1,) + tuple(d2.shape[1:]), dtype=d2.dtype,
-            fill_value=0, compressors=zarr.codecs.BloscCodec(cname="lz4", clevel=1))
+            fill_value=0, compressors=zarr.codecs.BloscCodec(cname="lz4", clevel=1),
+            config=EVERY_CHUNK)
         maxima = d2.map_blocks(_write_block, target=target, dtype=d2.dtype,
                                chunks=((1,) * d2.numblocks[0], (1,), (1,)))
         r2max = float(maxima.max().compute())
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    weakref.finalize(target, shutil.rmtree, folder, ignore_errors=True)
-    return da.from_zarr(target, chunks=chunks), r2max
+    planes = _ScratchPlanes(folder, d2.shape, d2.dtype)
+    weakref.finalize(planes, shutil.rmtree, folder, ignore_errors=True)
+    return da.from_array(planes, chunks=chunks, asarray=True, fancy=False), r2max
 
 
 def intrusion(mask: Any, *, inlet: str = "x-", phase: int | None = None, spacing: Any = None,
