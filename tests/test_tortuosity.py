@@ -340,6 +340,16 @@ def test_chunked_equals_in_memory_more(chunks, kwargs):
     _chunked_matches(blobs((18, 14, 12), 0.5, 1.3, seed=9), chunks, **kwargs)
 
 
+def test_chunked_with_two_blockwise_levels_and_odd_last_blocks(monkeypatch):
+    """More than one blockwise level (volumes over ~134 M voxels) with odd last blocks:
+    each block's last aggregate is one voxel (this crashed with a shape mismatch)."""
+    from redoxflow.microstructure import _tortuosity_chunked as C
+
+    monkeypatch.setattr(C, "IN_MEMORY", 40)  # 13 x 10 x 9: two blockwise levels
+    _chunked_matches(blobs((13, 10, 9), 0.6, 1.2, seed=4), (6, 5, 5), boundary="voxel",
+                     periodic=True)
+
+
 def test_chunked_option_errors():
     with pytest.raises(InputError, match="chunks"):
         tortuosity(np.ones((4, 4, 4), bool), 0, chunks=(2, 2))

@@ -113,15 +113,16 @@ def _prolong_block(x, xc, f):
 def _coarse_g_block(g, axis, f, move_wrap, zero):
     """Coarse conductances along ``axis`` of one block (its aggregates lie inside it)."""
     n = g.shape[axis]
-    if move_wrap:  # odd periodic axis, last block: the wrap conductance to the padded end
+    if n % f[axis]:  # odd block (the last): its last aggregate is one voxel, padded
         pads = [(0, 0)] * 3
         pads[axis] = (0, 1)
         g = np.pad(g, pads)
-        src = [slice(None)] * 3
-        dst = [slice(None)] * 3
-        src[axis], dst[axis] = slice(n - 1, n), slice(n, n + 1)
-        g[tuple(dst)] = g[tuple(src)]
-        g[tuple(src)] = 0
+        if move_wrap:  # odd periodic axis: the wrap conductance to the padded end
+            src = [slice(None)] * 3
+            dst = [slice(None)] * 3
+            src[axis], dst[axis] = slice(n - 1, n), slice(n, n + 1)
+            g[tuple(dst)] = g[tuple(src)]
+            g[tuple(src)] = 0
     sl = [slice(None)] * 3
     sl[axis] = slice(f[axis] - 1, None, f[axis])
     out = _restrict_block(g[tuple(sl)], tuple(1 if b == axis else f[b] for b in range(3)))
