@@ -723,7 +723,8 @@ class Hierarchy:
 
     def _link_vcycle(self, r, lv: Level, nxt: Level, depth: int):
         """The V-cycle on a level held as link bits (CPU finest level): Jacobi sweeps,
-        residual, restriction, coarse correction, Jacobi sweeps."""
+        residual, restriction, coarse correction, Jacobi sweeps. One pair of work arrays
+        (no slots): only CG calls it, never a K-cycle, which keeps two results."""
         n, c, f = r.size, lv.cond, lv.factor
         args = (lv.links, c[0], c[1], c[2], lv.d_in, lv.d_out)
         jac = _k("_nb_link_jacobi", n)
