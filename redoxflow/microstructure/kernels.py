@@ -472,15 +472,7 @@ def _paint_found(found, radii, combo, higher, pny, pnx, origin, out, row_ptr, ro
         x0 = i % pnx - 1 - origin[2]
         t = combo[k]
         if t < 0:
-            for q in range(row_ptr[v], row_ptr[v + 1]):
-                z = z0 + rows[q, 0]
-                y = y0 + rows[q, 1]
-                if z < 0 or z >= nz or y < 0 or y >= ny:
-                    continue
-                w = rows[q, 2]
-                row = out[z, y]
-                for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
-                    row[x] = max(row[x], val)
+            _ball_rows(out, rows, row_ptr[v], row_ptr[v + 1], z0, y0, x0, val)
             continue
         m = higher[k]
         sz, sy, sx = signs[m, 0], signs[m, 1], signs[m, 2]
@@ -682,20 +674,27 @@ def _paint(cz, cy, cx, r2, origin, out, sz, sy, sx, widths):  # pragma: no cover
 @numba.njit(cache=True, nogil=True)
 def _paint_rows(cz, cy, cx, r2, origin, out, row_ptr, rows):  # pragma: no cover
     """:func:`_paint` for integer squared radii, from a table of each radius' rows."""
-    nz, ny, nx = out.shape
     for i in range(cz.shape[0]):
         v = int(r2[i])
         val = np.float32(np.sqrt(r2[i]))
-        z0, y0, x0 = cz[i] - origin[0], cy[i] - origin[1], cx[i] - origin[2]
-        for k in range(row_ptr[v], row_ptr[v + 1]):
-            z = z0 + rows[k, 0]
-            y = y0 + rows[k, 1]
-            if z < 0 or z >= nz or y < 0 or y >= ny:
-                continue
-            w = rows[k, 2]
-            row = out[z, y]
-            for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
-                row[x] = max(row[x], val)
+        _ball_rows(out, rows, row_ptr[v], row_ptr[v + 1], cz[i] - origin[0],
+                   cy[i] - origin[1], cx[i] - origin[2], val)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ball_rows(out, rows, start, stop, z0, y0, x0, val):  # pragma: no cover - compiled
+    """out = max(out, val) over the rows ``rows[start:stop]`` ((dz, dy, half width)) of a
+    ball centred at (z0, y0, x0), clipped to ``out``."""
+    nz, ny, nx = out.shape
+    for k in range(start, stop):
+        z = z0 + rows[k, 0]
+        y = y0 + rows[k, 1]
+        if z < 0 or z >= nz or y < 0 or y >= ny:
+            continue
+        w = rows[k, 2]
+        row = out[z, y]
+        for x in range(max(x0 - w, 0), min(x0 + w + 1, nx)):
+            row[x] = max(row[x], val)
 
 
 def _row_table(values: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
