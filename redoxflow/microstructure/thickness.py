@@ -199,7 +199,8 @@ def local_thickness(mask: Any, *, phase: int | None = None, spacing: Any = None,
     scratch : path, optional
         Where a volume too large to paint in one task keeps its squared distances between
         the distance pass and the painting (a temporary Zarr store, deleted with the
-        result; default: the system's temporary folder; every worker must see it).
+        returned array: keep it referenced until computed, also across ``persist()``;
+        default: the system's temporary folder; every worker must see it).
 
     Returns
     -------
