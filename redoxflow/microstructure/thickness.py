@@ -32,6 +32,7 @@ from .. import distance
 from ..common.options import Connectivity, check_choice
 from ..common.units import structure
 from ..errors import InputError, RedoxflowError
+from ..io.store import EVERY_CHUNK
 from .blocks import map_halo, split_for_workers
 from .inputs import phase_mask
 from .kernels import access_radius, padded_int32, paint_balls, paint_padded
@@ -277,8 +278,6 @@ def _store_squared(d2, chunks, scratch=None) -> tuple[da.Array, float]:
     import weakref
 
     import zarr
-
-    from ..io.store import EVERY_CHUNK
 
     folder = tempfile.mkdtemp(prefix="redoxflow-thickness-", dir=scratch)
     try:
