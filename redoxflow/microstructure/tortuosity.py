@@ -266,16 +266,12 @@ def _solve_memory(through, h, sides, boundary, backend, tol, maxiter):
     return counts, sums, sol
 
 
-def _solve_chunked(data, h, sides, boundary, tol, maxiter):
-    """The same as :func:`_solve_memory` (with the phase counts first), blockwise."""
+def _solve_chunked(data, h, sides, boundary, tol, maxiter, scratch=None):
+    """The same as :func:`_solve_memory` (with the phase counts first), out of core."""
     through, phase_slices = blockwise.through_chunked(data, sides)
-    counts = through.sum(axis=(1, 2), dtype=np.int64).compute()
-    if not counts.any():
-        return phase_slices, counts, None, None
-    c, sol = blockwise.solve_chunked(through, h, sides, boundary, tol, maxiter)
-    inner = through if boundary == "face" else through[1:-1]
-    sums = (c * inner).sum(axis=(1, 2)).compute()
-    if boundary == "voxel":
+    counts, sums, sol = blockwise.solve_chunked(through, h, sides, boundary, tol, maxiter,
+                                                scratch)
+    if sol is not None and boundary == "voxel":
         sums = np.concatenate([[counts[0]], sums, [0.0]])
     return phase_slices, counts, sums, sol
 
