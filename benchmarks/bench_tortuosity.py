@@ -18,6 +18,12 @@ Usage::
     python benchmarks/bench_tortuosity.py --sizes 64 128 256 --taufactor-max 128
     python benchmarks/bench_tortuosity.py --sizes 512 --peers        # ours alone
     python benchmarks/bench_tortuosity.py --sizes 128 --axes 2 --chunked 64   # blockwise
+    python benchmarks/bench_tortuosity.py --big 2048,1024,1024 --big-dir /tmp/redoxflow-big
+
+``--big Z,Y,X`` solves along z through the pore phase of the generated 3-phase electrode of
+``bench_microstructure.py --big`` (its Zarr store in ``--big-dir``, written if absent) on a
+LocalCluster of 2 single-threaded workers capped at ``--memory-limit``, sampling the RSS of
+every worker and of the client: results/tortuosity_big.*.
 
 Writes ``benchmarks/results/tortuosity.json`` and ``tortuosity.md`` (``--tag`` adds a suffix).
 """
@@ -205,7 +211,12 @@ def main(argv=None):
                     help="instead of the peers: ours in memory and blockwise (dask chunks of "
                          "CHUNK^3, LocalCluster workers capped at 4 GB), diffusion and "
                          "geodesic, on --sizes and --axes")
+    ap.add_argument("--big", default="", help="Z,Y,X of the out-of-core run (e.g. 2048,1024,1024)")
+    ap.add_argument("--big-dir", default="/tmp/redoxflow-big")
+    ap.add_argument("--memory-limit", default="4GB", help="per worker of the --big run")
     args = ap.parse_args(argv)
+    if args.big:
+        return big_run(args)
     if args.chunked:
         return chunked_rows(args)
 
@@ -267,6 +278,68 @@ def chunked_rows(args):
                      f"{_fmt(dif, 'peak_worker_mib', 0)} / {_fmt(geo, 'peak_worker_mib', 0)} | "
                      f"{r['load_start']:.1f}-{r['load_end']:.1f} |")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def big_run(args):
+    """The out-of-core solve on a 2 G-voxel electrode, workers capped at --memory-limit."""
+    import logging
+
+    import dask.array as da
+    import psutil
+    from bench_microstructure import RssSampler, electrode_store
+    from distributed import Client, LocalCluster
+
+    from redoxflow.microstructure.tortuosity import tortuosity
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    shape = tuple(int(v) for v in args.big.split(","))
+    store = Path(args.big_dir) / "electrode.zarr"
+    made = None
+    if not store.exists():
+        made = electrode_store(shape, store)
+    vol = da.from_zarr(str(store))
+    if tuple(vol.shape) != shape:
+        raise SystemExit(f"{store} holds shape {vol.shape}, not {shape}: remove it or give "
+                         "another --big-dir")
+    client_peak = [0]
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=args.memory_limit,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        with RssSampler(client) as sampler:
+            def poll_client():
+                while not sampler._stop.is_set():
+                    client_peak[0] = max(client_peak[0], psutil.Process().memory_info().rss)
+                    sampler._stop.wait(0.5)
+
+            import threading
+            watcher = threading.Thread(target=poll_client, daemon=True)
+            watcher.start()
+            t = time.perf_counter()
+            ds = tortuosity(vol, "z", phase=0, tol=args.tol, scratch=args.big_dir)
+            seconds = time.perf_counter() - t
+        watcher.join()
+    row = {"shape": shape, "voxels": int(np.prod(shape)), "seconds": round(seconds, 1),
+           "tau": float(ds.tortuosity_factor), "porosity": float(ds.porosity),
+           "through_porosity": float(ds.through_porosity),
+           "iterations": int(ds.iterations), "residual": float(ds.residual),
+           "flux_balance": float(ds.flux_balance), "converged": bool(ds.converged),
+           "peak_worker_rss_gb": sampler.max_gb,
+           "peak_client_rss_gb": round(client_peak[0] / 1e9, 2),
+           "memory_limit": args.memory_limit, "workers": 2, "tol": args.tol,
+           "store_written_s": made, "load_end": round(os.getloadavg()[0], 1)}
+    meta = _meta(args)
+    (RESULTS / "tortuosity_big.json").write_text(json.dumps({"meta": meta, "row": row},
+                                                            indent=1))
+    lines = [f"Out-of-core tortuosity along z, pore phase of the generated electrode "
+             f"{args.big} ({row['voxels'] / 1e9:.2f} G voxels), LocalCluster 2 x 1 thread "
+             f"capped at {args.memory_limit} each, tol {args.tol}, {meta['date']}", "",
+             "| voxels | time | iterations | tau | porosity / through | peak worker RSS | "
+             "peak client RSS | balance |", "|---|---|---|---|---|---|---|---|",
+             f"| {row['voxels']:,} | {seconds / 60:.1f} min | {row['iterations']} | "
+             f"{row['tau']:.5f} | {row['porosity']:.4f} / {row['through_porosity']:.4f} | "
+             f"{row['peak_worker_rss_gb']} GB | {row['peak_client_rss_gb']} GB | "
+             f"{row['flux_balance']:.2g} |"]
+    (RESULTS / "tortuosity_big.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -311,11 +311,12 @@ def test_label_volume_with_phase_and_xarray_spacing():
 
 # --- chunked ------------------------------------------------------------------------------
 
-def _chunked_matches(m, chunks, **kwargs):
+def _chunked_matches(m, chunks, scratch=None, **kwargs):
     import dask.array as da
 
     ref = tortuosity(m, 0, tol=1e-8, **kwargs)
-    got = tortuosity(da.from_array(m, chunks=chunks), 0, tol=1e-8, chunks="auto", **kwargs)
+    got = tortuosity(da.from_array(m, chunks=chunks), 0, tol=1e-8, chunks="auto",
+                     scratch=scratch, **kwargs)
     assert got.attrs["chunked"] == 1 and ref.attrs["chunked"] == 0
     assert bool(got.converged)
     assert float(got.tortuosity_factor) == pytest.approx(float(ref.tortuosity_factor),
@@ -340,14 +341,76 @@ def test_chunked_equals_in_memory_more(chunks, kwargs):
     _chunked_matches(blobs((18, 14, 12), 0.5, 1.3, seed=9), chunks, **kwargs)
 
 
-def test_chunked_with_two_blockwise_levels_and_odd_last_blocks(monkeypatch):
-    """More than one blockwise level (volumes over ~134 M voxels) with odd last blocks:
-    each block's last aggregate is one voxel (this crashed with a shape mismatch)."""
+@pytest.mark.parametrize("kwargs", [{"boundary": "voxel", "periodic": True},
+                                    {"spacing": (1.0, 0.5, 2.0)}])
+def test_chunked_many_slabs_with_a_thin_last_slab(monkeypatch, kwargs):
+    """Slabs of 4 layers (chunks of 3 rounded up) and of at most 4 layers (SLAB_VOXELS):
+    13 layers give slabs 4, 4, 4, 1 (voxel: 11 inner layers, 4, 4, 3); odd, periodic sides."""
     from redoxflow.microstructure import _tortuosity_chunked as C
 
-    monkeypatch.setattr(C, "IN_MEMORY", 40)  # 13 x 10 x 9: two blockwise levels
-    _chunked_matches(blobs((13, 10, 9), 0.6, 1.2, seed=4), (6, 5, 5), boundary="voxel",
-                     periodic=True)
+    m = blobs((13, 10, 9), 0.6, 1.2, seed=4)
+    _chunked_matches(m, (3, 5, 5), **kwargs)
+    monkeypatch.setattr(C, "SLAB_VOXELS", 4 * 90)  # one input chunk, slabs of 4 layers
+    _chunked_matches(m, (13, 10, 9), **kwargs)
+
+
+@pytest.mark.parametrize("shape,periodic", [((1, 5, 4), False), ((2, 3, 3), True),
+                                            ((5, 1, 7), True), ((6, 2, 2), True),
+                                            ((9, 4, 1), False)])
+def test_chunked_degenerate_shapes(shape, periodic):
+    """One or two voxels along an axis (no aggregation there; periodic axes of 2 couple
+    the same pair twice, like the in-memory operator)."""
+    m = blobs(shape, 0.8, 0.5, seed=2) if min(shape) > 1 else np.ones(shape, bool)
+    m[:, 0, 0] = True  # one straight path at least
+    _chunked_matches(m, (2, 2, 2), periodic=periodic)
+
+
+def test_chunked_without_a_path_and_scratch_removed(tmp_path):
+    import dask.array as da
+
+    m = np.ones((8, 4, 4), bool)
+    m[4] = False
+    ds = tortuosity(da.from_array(m, chunks=4), 0, chunks="auto", scratch=tmp_path)
+    assert math.isinf(float(ds.tortuosity_factor)) and float(ds.effective_diffusivity) == 0
+    assert float(ds.through_porosity) == 0
+    m[4, 1, 1] = True
+    ds = tortuosity(da.from_array(m, chunks=4), 0, chunks="auto", scratch=tmp_path)
+    assert 0 < float(ds.effective_diffusivity) < 1
+    assert list(tmp_path.iterdir()) == []  # the temporary store is gone
+
+
+def test_chunked_on_a_distributed_cluster(client, tmp_path):
+    """Worker processes: every pass a task per slab reading and writing the shared store."""
+    _chunked_matches(blobs((20, 12, 14), 0.5, 1.3, seed=3), (7, 12, 5), periodic=(False, True),
+                     scratch=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_row_stencil_equals_the_dense_operator():
+    """The row-cursor stencil on the active voxels (one slab, halo layers of zeros) gives
+    the same A v as the dense in-memory operator, with periodic sides and Dirichlet faces."""
+    from redoxflow.microstructure import _tortuosity_rows as R
+    from redoxflow.microstructure import _tortuosity_solver as S
+
+    rng = np.random.default_rng(0)
+    for shape, sides in [((6, 5, 7), (False, False)), ((5, 4, 6), (True, True)),
+                         ((3, 2, 5), (True, False)), ((4, 1, 2), (False, True))]:
+        m = rng.random(shape) < 0.6
+        lv = S.fine_level(np, m, (1.0, 2.0, 0.5), sides, np.float64)
+        dense = np.where(m, rng.random(shape), 0.0)
+        want = -S._xp_apply(np, dense, lv.g, lv.diag)
+        want[0] += lv.d_in
+        halo = np.zeros((shape[0] + 2,) + shape[1:], np.uint8)
+        halo[1:-1] = m
+        counts = halo.sum(axis=2).ravel()
+        rs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        v = dense[m]
+        out = np.zeros_like(v)
+        R.walk(R.RESIDUAL0, halo, rs, 0, 0, shape[0], sides[1] and shape[2] > 1,
+               sides[0] and shape[1] > 1, *lv.cond, lv.d_in.astype(np.float32),
+               lv.d_out.astype(np.float32), v, v, v, v, out, np.zeros((1, 1, 1), np.float32),
+               np.zeros(3, np.int64), 0.0, 0.8, np.zeros(1))
+        np.testing.assert_allclose(out, want[m], rtol=1e-6, atol=1e-6)
 
 
 def test_chunked_option_errors():

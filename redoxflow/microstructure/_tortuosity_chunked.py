@@ -392,8 +392,10 @@ class SlabSolve:
                                os.path.join(folder, "mask"), shape, dtype=np.int64,
                                chunks=active.chunks[:2] + ((1,) * active.numblocks[2],))
         # one pass of the labeling: the mask to the store and the layers next to the faces
-        rowcounts, t0, t1, t2, t3 = dask.compute(counts.sum(axis=2), through[0], through[1],
-                                                 through[-2], through[-1])
+        n = through.shape[0]
+        rowcounts, t0, t1, t2, t3 = dask.compute(counts.sum(axis=2), through[0],
+                                                 through[min(1, n - 1)],
+                                                 through[max(n - 2, 0)], through[-1])
         layers = rowcounts.sum(axis=1)
         if boundary == "voxel":
             d_in, d_out = (t0 & t1) * cond[0], (t3 & t2) * cond[0]

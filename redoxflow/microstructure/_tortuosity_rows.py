@@ -157,7 +157,8 @@ def walk(mode, m, rs, off, z_glob, n0, px, py, c0, c1, c2, d_in, d_out, v, b, u,
 def counts_walk(mode, x, b, u, g0, g1, g2, c0, c1, c2, d_in, d_out, i_in, i_out, omega, out,
                 rc, f):  # pragma: no cover - compiled
     """JACOBI / JACOBI0 / RESTRICT / APPLY_DOT on a dense halo'd block of the first coarse
-    level. APPLY_DOT: out = A x and returns (x . A x, x . b, x . u) in float64.
+    level. APPLY_DOT: out = A x (where ``out`` is a full block) and returns
+    (x . A x, x . b, x . u) in float64 (x . u = 0 where ``u`` is not a full block).
 
     ``g[a][z, y, k]`` counts the fine links from aggregate (z, y, k) to its neighbour along
     ``a`` (the last entry along y / x is the periodic wrap, zero otherwise); the conductance
@@ -166,6 +167,8 @@ def counts_walk(mode, x, b, u, g0, g1, g2, c0, c1, c2, d_in, d_out, i_in, i_out,
     ``rc[(z - 1) >> f[0], ...]``.
     """
     nz, n1, n2 = x.shape
+    has_out = out.shape[0] == nz
+    has_u = u.shape[0] == nz
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
@@ -196,11 +199,13 @@ def counts_walk(mode, x, b, u, g0, g1, g2, c0, c1, c2, d_in, d_out, i_in, i_out,
                     else:
                         out[z, y, k] = 0.0
                 elif mode == APPLY_DOT:
-                    out[z, y, k] = av
+                    if has_out:
+                        out[z, y, k] = av
                     xv = np.float64(x[z, y, k])
                     s1 += xv * av
                     s2 += xv * b[z, y, k]
-                    s3 += xv * u[z, y, k]
+                    if has_u:
+                        s3 += xv * u[z, y, k]
                 else:
                     rc[(z - 1) >> f[0], y >> f[1], k >> f[2]] += b[z, y, k] - av
     return s1, s2, s3

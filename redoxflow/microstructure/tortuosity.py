@@ -14,6 +14,7 @@ See ``docs/microstructure_reference.md`` for the definitions and reference value
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal
 
 import dask
@@ -54,6 +55,7 @@ def tortuosity(
     periodic: bool | tuple[bool, bool] = False,
     boundary: Boundary = "face",
     chunks: Any = None,
+    scratch: str | os.PathLike | None = None,
 ) -> xr.Dataset:
     """Tortuosity of a phase along one axis: diffusion tortuosity factor or geodesic paths.
 
@@ -90,11 +92,18 @@ def tortuosity(
         (PoreSpy/OpenPNM's ``tortuosity_fd``): at the centres of the first and last layers,
         thickness = one voxel less.
     chunks : (z, y, x) or "auto", optional
-        Solve blockwise over dask (CPU): the operator, the smoother, restriction and every
-        vector of the fine multigrid levels stay chunked, with one-voxel halos
-        (``map_overlap``), so the volume need not fit in one process ("auto": the input's
-        chunks). Default: blockwise for lazy inputs (dask, zarr, stores) of more than
-        2**30 voxels, else in memory (faster when it fits).
+        Solve out of core over dask (CPU): the percolating voxels go to a scratch store and
+        every pass of the solver is one task per slab of layers along ``axis`` that reads
+        its slab with one halo layer and writes its own layers back, so a worker holds one
+        slab at a time (slabs are no thicker than the chunks along ``axis``, rounded up to
+        4, nor larger than 2**26 voxels; "auto": the input's chunks). About 32 bytes per
+        percolating voxel plus 8 per voxel go to the store. Default: out of core for lazy
+        inputs (dask, zarr, stores) of more than 2**30 voxels, else in memory (faster when
+        it fits).
+    scratch : path, optional
+        Folder of the out-of-core solve's temporary store (default: the temp folder; on a
+        cluster of several machines, a folder every worker can read and write). Removed
+        when the solve ends.
 
     Returns
     -------
@@ -178,7 +187,8 @@ def tortuosity(
         if backend != "numpy":
             raise InputError("the chunked solve runs on the CPU: use device='cpu' (or leave "
                              "chunks unset for the GPU)")
-        profiles = _solve_chunked(data, h, sides, boundary, float(tol), int(maxiter))
+        profiles = _solve_chunked(data, h, sides, boundary, float(tol), int(maxiter),
+                                  scratch)
     else:
         through = _through(m, sides, 6)
         phase_slices = m.reshape(m.shape[0], -1).sum(axis=1, dtype=np.int64)
