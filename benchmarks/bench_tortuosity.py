@@ -302,14 +302,24 @@ def big_run(args):
     if tuple(vol.shape) != shape:
         raise SystemExit(f"{store} holds shape {vol.shape}, not {shape}: remove it or give "
                          "another --big-dir")
-    client_peak = [0]
+    client_peak, scratch_peak = [0], [0]
+
+    def scratch_bytes() -> int:  # disk blocks of the solve's scratch folder(s)
+        return sum(f.stat().st_blocks * 512
+                   for d in Path(args.big_dir).glob("redoxflow-tortuosity-*")
+                   for f in d.iterdir())
+
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=args.memory_limit,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         with RssSampler(client) as sampler:
             def poll_client():
                 while not sampler._stop.is_set():
                     client_peak[0] = max(client_peak[0], psutil.Process().memory_info().rss)
-                    sampler._stop.wait(0.5)
+                    try:
+                        scratch_peak[0] = max(scratch_peak[0], scratch_bytes())
+                    except OSError:  # the folder is being created or removed
+                        pass
+                    sampler._stop.wait(2.0)
 
             import threading
             watcher = threading.Thread(target=poll_client, daemon=True)
@@ -325,6 +335,8 @@ def big_run(args):
            "flux_balance": float(ds.flux_balance), "converged": bool(ds.converged),
            "peak_worker_rss_gb": sampler.max_gb,
            "peak_client_rss_gb": round(client_peak[0] / 1e9, 2),
+           "peak_scratch_gb": round(scratch_peak[0] / 1e9, 1),
+           "worker_restarts": len(sampler.peak) - 2,
            "memory_limit": args.memory_limit, "workers": 2, "tol": args.tol,
            "store_written_s": made, "load_end": round(os.getloadavg()[0], 1)}
     meta = _meta(args)
@@ -334,10 +346,12 @@ def big_run(args):
              f"{args.big} ({row['voxels'] / 1e9:.2f} G voxels), LocalCluster 2 x 1 thread "
              f"capped at {args.memory_limit} each, tol {args.tol}, {meta['date']}", "",
              "| voxels | time | iterations | tau | porosity / through | peak worker RSS | "
-             "peak client RSS | balance |", "|---|---|---|---|---|---|---|---|",
+             "peak client RSS | worker restarts | scratch on disk | balance |",
+             "|---|---|---|---|---|---|---|---|---|---|",
              f"| {row['voxels']:,} | {seconds / 60:.1f} min | {row['iterations']} | "
              f"{row['tau']:.5f} | {row['porosity']:.4f} / {row['through_porosity']:.4f} | "
              f"{row['peak_worker_rss_gb']} GB | {row['peak_client_rss_gb']} GB | "
+             f"{row['worker_restarts']} | {row['peak_scratch_gb']} GB | "
              f"{row['flux_balance']:.2g} |"]
     (RESULTS / "tortuosity_big.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -1,14 +1,23 @@
-"""The diffusion solve blockwise over dask (private): the same CG + multigrid, chunked.
+"""The diffusion solve out of core (private): the same CG + multigrid, one slab at a time.
 
-The finest ``k`` levels stay dask arrays: conductances, diagonals and every CG vector are
-chunked; the operator and the Jacobi sweeps run per block with one-voxel halos
-(``dask.array.map_overlap``: zero outside the volume, wrapped on periodic sides);
-restriction and prolongation are blockwise (chunks are multiples of ``2**k``, so the 2x2x2
-aggregates never straddle blocks); the Dirichlet terms travel as a volume ``dd`` (zero but
-on the first and last layers) so that the stencil kernels need not know where a block lies.
-Level ``k`` (1/8**k of the voxels) is gathered and handed to the in-memory hierarchy (its
-K-cycle). Dot products and fluxes are float64 reductions; every vector is persisted once per
-iteration. Percolation uses the chunked labeling of :func:`redoxflow.labeling.label`.
+The percolating mask comes from the chunked labeling (:func:`through_chunked`); the solve
+(:class:`SlabSolve`) then keeps every array in raw files of a scratch folder and runs each
+pass as one dask task per slab of layers along the transport axis, which reads its inputs
+with one halo layer on each side and writes its own layers, so the halo exchange goes
+through the store and a worker holds one slab (at most ``SLAB_VOXELS`` voxels) at a time.
+
+On disk: the mask (1 B per voxel), the fine vectors on the percolating voxels only
+(x, r, p in float64, z and a temporary in float32: 32 B per percolating voxel, addressed
+row by row with the compiled cursors of :mod:`._tortuosity_rows`), and the first coarse
+level (2x2x2 aggregates: link counts and seven float32 arrays, about 4 B per voxel). The
+second coarse level and below (1/64 of the voxels) are the in-memory hierarchy of
+:mod:`._tortuosity_solver` in the calling process. Dot products, fluxes and the CG vectors
+x, r, p are float64. A labeling pass plus about ten slab passes per CG iteration read the
+volume; the scratch folder is removed when the solve ends, whatever the outcome.
+
+Written here rather than taken from a library: PyAMG and TauFactor hold the whole operator
+in one process (or one GPU), PETSc's multigrid in the memory of its MPI ranks; none solves
+matrix-free on the percolating voxels only from a chunked store on disk.
 """
 
 from __future__ import annotations
