@@ -80,6 +80,13 @@ class Grid:
     """Where a solve keeps its arrays and how its slabs lie (small: sent with every task).
 
     ``edges[z]``: index of layer z's first unknown in the fine vectors (``edges[n0]`` = N).
+
+    Examples
+    --------
+    >>> g = Grid("/tmp", (9, 4, 4), (5, 2, 2), (1, 1, 1), (1, 1, 1), ((0, 8), (8, 9)),
+    ...          np.zeros(10, np.int64), (1.0, 1.0, 1.0), (False, False))
+    >>> [g.layers1(*s) for s in g.slabs], g.path("x")
+    ([(0, 4), (4, 5)], '/tmp/x')
     """
 
     folder: str
@@ -383,6 +390,18 @@ class SlabSolve:
     :mod:`._tortuosity_solver` (its K-cycle). Each pass is one dask task per slab, which
     reads its inputs with one halo layer from the store and writes its own layers: the halo
     exchange goes through the store, so a worker holds one slab at a time.
+
+    Examples
+    --------
+    >>> folder = tempfile.mkdtemp()
+    >>> m = da.ones((10, 3, 2), bool, chunks=(4, 3, 2))
+    >>> solve = SlabSolve(m, (1.0, 1.0, 1.0), (False, False), "face", folder)
+    >>> solve.grid.slabs, solve.through_slices.tolist()
+    (((0, 4), (4, 8), (8, 10)), [6, 6, 6, 6, 6, 6, 6, 6, 6, 6])
+    >>> sol = solve.solve(1e-8, 50)
+    >>> sol.converged, round(float(sol.fluxes.mean()) / 6, 6)  # D_eff = flux * L / area
+    (True, 0.1)
+    >>> shutil.rmtree(folder)
     """
 
     def __init__(self, through, h, sides, boundary: str, folder: str):
