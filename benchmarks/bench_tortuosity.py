@@ -284,6 +284,7 @@ def chunked_rows(args):
 def big_run(args):
     """The out-of-core solve on a 2 G-voxel electrode, workers capped at --memory-limit."""
     import logging
+    import threading
 
     import dask.array as da
     import psutil
@@ -321,7 +322,6 @@ def big_run(args):
                         pass
                     sampler._stop.wait(2.0)
 
-            import threading
             watcher = threading.Thread(target=poll_client, daemon=True)
             watcher.start()
             t = time.perf_counter()

@@ -270,6 +270,7 @@ def test_geodesic_below_diffusion_on_random_volume():
     ({"boundary": "centre"}, "boundary"),
     ({"spacing": (1, -1, 1)}, "voxel size"),
     ({"method": "geodesic", "periodic": True}, "periodic"),
+    ({"chunks": (2, 2, 2), "scratch": "/proc/redoxflow"}, "folder"),
 ])
 def test_bad_input_one_line(kwargs, match):
     with pytest.raises(InputError, match=match) as info:
